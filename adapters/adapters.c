@@ -1,0 +1,30 @@
+/* modelgate — the adapter registry and helpers shared by adapters.
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "adapter.h"
+
+extern const mg_adapter_ops mg_adapter_openai;
+
+static const mg_adapter_ops *const adapters[] = {
+    &mg_adapter_openai,
+};
+
+const mg_adapter_ops *mg_adapter_find(const char *type)
+{
+    for (size_t i = 0; i < MG_ARRAY_LEN(adapters); i++)
+        if (strcmp(adapters[i]->type, type) == 0)
+            return adapters[i];
+    return NULL;
+}
+
+mg_rc mg_adapter_sse_data(mg_buf *out, const char *json, size_t n)
+{
+    if (mg_buf_append(out, "data: ", 6) != MG_OK || mg_buf_append(out, json, n) != MG_OK)
+        return MG_ENOMEM;
+    return mg_buf_append(out, "\n\n", 2);
+}
+
+int64_t mg_adapter_estimate_tokens(size_t bytes)
+{
+    return bytes == 0 ? 0 : (int64_t)((bytes + 3) / 4);
+}

@@ -1,0 +1,179 @@
+/* modelgate — OpenAI-compatible providers (OpenAI, vLLM, llama.cpp server,
+ * LM Studio, Ollama's /v1).
+ *
+ * The client already speaks this API, so the request is forwarded as parsed
+ * (the same tree the policy saw), with only the model name replaced by the
+ * deployment's and, for streams, stream_options.include_usage set so every
+ * stream reports its token counts. The usage-only chunk that this adds is
+ * removed again when the client did not ask for it.
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "adapter.h"
+
+#include <stdio.h>
+
+static mg_rc add_header(struct curl_slist **list, const char *h)
+{
+    struct curl_slist *n = curl_slist_append(*list, h);
+    if (n == NULL)
+        return MG_ENOMEM;
+    *list = n;
+    return MG_OK;
+}
+
+static mg_rc openai_build(mg_req *req, mg_upstream_request *out, char *err, size_t errsz)
+{
+    const char *path = req->api == MG_API_CHAT ? "/chat/completions"
+                       : req->api == MG_API_EMBEDDINGS ? "/embeddings" : NULL;
+    if (path == NULL) {
+        snprintf(err, errsz, "this endpoint cannot be forwarded to an OpenAI-compatible provider");
+        return MG_ERR;
+    }
+    cJSON *body = req->json;
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(body, "model",
+                                                cJSON_CreateString(req->deployment->model)))
+        return MG_ENOMEM;
+    if (req->stream) {
+        cJSON *so = cJSON_GetObjectItemCaseSensitive(body, "stream_options");
+        if (!cJSON_IsObject(so)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(body, "stream_options");
+            so = cJSON_AddObjectToObject(body, "stream_options");
+        }
+        if (so == NULL)
+            return MG_ENOMEM;
+        cJSON_DeleteItemFromObjectCaseSensitive(so, "include_usage");
+        if (cJSON_AddTrueToObject(so, "include_usage") == NULL)
+            return MG_ENOMEM;
+    }
+    char *json = cJSON_PrintUnformatted(body);
+    if (json == NULL)
+        return MG_ENOMEM;
+    mg_rc rc = mg_buf_append(&out->body, json, strlen(json));
+    cJSON_free(json);
+    if (rc != MG_OK)
+        return rc;
+    const mg_cfg_provider *p = req->provider;
+    if (mg_buf_printf(&out->url, "%s%s", p->base_url, path) != MG_OK)
+        return MG_ENOMEM;
+    out->method = "POST";
+    out->stream = req->stream;
+    char auth[1024];
+    rc = add_header(&out->headers, "Content-Type: application/json");
+    if (rc == MG_OK)
+        rc = add_header(&out->headers, req->stream ? "Accept: text/event-stream" : "Accept: application/json");
+    if (rc == MG_OK && p->api_key) {
+        if ((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", p->api_key) >= sizeof(auth)) {
+            snprintf(err, errsz, "provider credential too long");
+            return MG_ERR;
+        }
+        rc = add_header(&out->headers, auth);
+    }
+    /* curl would add "Expect: 100-continue" for large bodies: one more round trip. */
+    if (rc == MG_OK)
+        rc = add_header(&out->headers, "Expect:");
+    return rc;
+}
+
+static void take_usage(mg_req *req, const cJSON *usage)
+{
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
+    if (cJSON_IsNumber(pt))
+        req->usage.prompt_tokens = (int64_t)pt->valuedouble;
+    if (cJSON_IsNumber(ct))
+        req->usage.completion_tokens = (int64_t)ct->valuedouble;
+    else if (cJSON_IsNumber(pt) && req->api == MG_API_EMBEDDINGS)
+        req->usage.completion_tokens = 0;
+}
+
+static mg_rc openai_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
+{
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return MG_ERR;
+    }
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
+    if (cJSON_IsObject(usage))
+        take_usage(req, usage);
+    if (req->usage.completion_tokens < 0) {
+        /* No usage from the provider: estimate from the generated text. */
+        const cJSON *choices = cJSON_GetObjectItemCaseSensitive(j, "choices");
+        const cJSON *ch;
+        cJSON_ArrayForEach(ch, choices) {
+            const cJSON *msg = cJSON_GetObjectItemCaseSensitive(ch, "message");
+            const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+            if (cJSON_IsString(content))
+                req->usage.output_chars += strlen(content->valuestring);
+        }
+    }
+    cJSON_Delete(j);
+    /* The reply is relayed byte for byte: what the provider said is what
+     * the client gets (output filters may still rewrite it). */
+    return mg_buf_append(out, body, len);
+}
+
+static mg_rc openai_stream_event(mg_req *req, mg_str ev, mg_buf *out)
+{
+    /* Join the event's data: lines; ignore comments, ids and event names. */
+    mg_buf data = {0};
+    size_t i = 0;
+    mg_rc rc = MG_OK;
+    while (i < ev.n) {
+        size_t j = i;
+        while (j < ev.n && ev.p[j] != '\n' && ev.p[j] != '\r')
+            j++;
+        mg_str line = mg_str_make(ev.p + i, j - i);
+        if (line.n >= 5 && memcmp(line.p, "data:", 5) == 0) {
+            size_t k = 5;
+            if (k < line.n && line.p[k] == ' ')
+                k++;
+            if (data.len)
+                mg_buf_append(&data, "\n", 1);
+            mg_buf_append(&data, line.p + k, line.n - k);
+        }
+        i = j;
+        while (i < ev.n && (ev.p[i] == '\n' || ev.p[i] == '\r'))
+            i++;
+    }
+    if (data.len == 0) {
+        mg_buf_free(&data);
+        return MG_OK;
+    }
+    if (data.len == 6 && memcmp(data.p, "[DONE]", 6) == 0) {
+        rc = mg_adapter_sse_data(out, "[DONE]", 6);
+        mg_buf_free(&data);
+        return rc == MG_OK ? MG_DONE : rc;
+    }
+    cJSON *j = cJSON_ParseWithLength(data.p, data.len);
+    if (j == NULL) {
+        mg_buf_free(&data);
+        return MG_ERR;
+    }
+    const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(j, "choices");
+    bool usage_only = cJSON_IsObject(usage) && cJSON_IsArray(choices) && cJSON_GetArraySize(choices) == 0;
+    if (cJSON_IsObject(usage))
+        take_usage(req, usage);
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, choices) {
+        const cJSON *delta = cJSON_GetObjectItemCaseSensitive(ch, "delta");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(delta, "content");
+        if (cJSON_IsString(content))
+            req->usage.output_chars += strlen(content->valuestring);
+    }
+    cJSON_Delete(j);
+    if (!(usage_only && !req->client_wants_usage))
+        rc = mg_adapter_sse_data(out, data.p, data.len);
+    mg_buf_free(&data);
+    return rc;
+}
+
+const mg_adapter_ops mg_adapter_openai = {
+    .type = "openai",
+    .build = openai_build,
+    .reply = openai_reply,
+    .stream_event = openai_stream_event,
+    .stream_content_type = "text/event-stream",
+};

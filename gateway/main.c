@@ -1,0 +1,150 @@
+/* modelgate — command line entry point.
+ *
+ *   modelgate serve -c FILE     run the gateway
+ *   modelgate check -c FILE     validate the configuration
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "snapshot.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char usage_text[] =
+    "usage: modelgate <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve   -c FILE    run the gateway in the foreground\n"
+    "                     (SIGHUP reloads config and certificates, SIGTERM drains and exits)\n"
+    "  check   -c FILE    validate the configuration; errors as file:line:col: message\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE  configuration file (default: $MODELGATE_CONFIG, then ./modelgate.yaml)\n"
+    "  -h, --help         show help for a command\n"
+    "  --version          print the version\n"
+    "\n"
+    "exit codes: 0 ok, 1 user error (bad input, invalid configuration), 2 environment error\n";
+
+static const char *config_path(int argc, char **argv, int *bad)
+{
+    const char *path = NULL;
+    *bad = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "modelgate: %s needs a file name\n", argv[i]);
+                *bad = 1;
+                return NULL;
+            }
+            path = argv[++i];
+        } else {
+            fprintf(stderr, "modelgate: unexpected argument \"%s\" (see modelgate --help)\n", argv[i]);
+            *bad = 1;
+            return NULL;
+        }
+    }
+    if (path == NULL)
+        path = getenv("MODELGATE_CONFIG");
+    return path && path[0] ? path : "modelgate.yaml";
+}
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return true;
+    return false;
+}
+
+/* Loads and compiles the configuration; prints every error. */
+static mg_snapshot *load(const char *path)
+{
+    mg_buf errs = {0};
+    mg_config *cfg = mg_config_load(path, &errs);
+    mg_snapshot *snap = cfg ? mg_snapshot_build(cfg, &errs) : NULL;
+    if (snap == NULL) {
+        if (cfg)
+            mg_config_free(cfg);
+        if (errs.len)
+            fwrite(errs.p, 1, errs.len, stderr);
+        else
+            fprintf(stderr, "%s: cannot load configuration\n", path);
+    }
+    mg_buf_free(&errs);
+    return snap;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("usage: modelgate check [-c FILE]\n"
+               "Validates the configuration (syntax, every value, referenced files, TLS\n"
+               "certificates and keys). Prints each problem as file:line:col: message.\n"
+               "Exit 0 if valid, 1 if not.\n");
+        return 0;
+    }
+    int bad;
+    const char *path = config_path(argc, argv, &bad);
+    if (bad)
+        return 1;
+    mg_snapshot *snap = load(path);
+    if (snap == NULL)
+        return 1;
+    printf("%s: configuration ok (%zu listener(s), %zu provider(s), %zu model(s))\n", path,
+           snap->cfg->nlisten, snap->cfg->nproviders, snap->cfg->nmodels);
+    mg_snapshot_unref(snap);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("usage: modelgate serve [-c FILE]\n"
+               "Runs the gateway in the foreground. Logs are JSON lines on stderr; the access\n"
+               "log goes where log.access_log says (default stdout).\n"
+               "Signals: SIGHUP reloads the configuration and certificates without dropping\n"
+               "connections; SIGTERM/SIGINT stop accepting, drain in-flight requests up to\n"
+               "limits.drain_timeout, then exit 0.\n");
+        return 0;
+    }
+    int bad;
+    const char *path = config_path(argc, argv, &bad);
+    if (bad)
+        return 1;
+    mg_snapshot *snap = load(path);
+    if (snap == NULL)
+        return 1;
+    return mg_server_run(path, snap);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("modelgate %s\n", MG_VERSION);
+        return 0;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "modelgate: libcurl initialisation failed\n");
+        return 2;
+    }
+    int rc;
+    if (strcmp(argv[1], "serve") == 0)
+        rc = cmd_serve(argc, argv);
+    else if (strcmp(argv[1], "check") == 0)
+        rc = cmd_check(argc, argv);
+    else {
+        fprintf(stderr, "modelgate: unknown command \"%s\" (see modelgate --help)\n", argv[1]);
+        rc = 1;
+    }
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,641 @@
+/* modelgate — forwarding to model providers (libcurl multi on the worker loop).
+ *
+ *   forward stage -> adapter builds request -> curl_multi_add_handle
+ *   header callback: status, content type -> decide stream or whole reply
+ *   write callback:  stream  -> split events -> adapter -> filter -> client
+ *                    whole   -> collect (bounded)
+ *   done / timeout:  translate + answer, or end the stream (with an SSE
+ *                    error event if it was cut)
+ * Callbacks never touch the client connection directly; they queue bytes
+ * and mark the upstream dirty; the worker flushes dirty connections before
+ * it sleeps. A client that reads slowly pauses the transfer (backpressure).
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "proxy.h"
+
+#include "adapters/adapter.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MG_MAX_UPSTREAM_REPLY (64u * 1024 * 1024)
+#define MG_MAX_STREAM_EVENT (4u * 1024 * 1024)
+#define MG_PROVIDER_UNUSABLE_AFTER 5
+
+struct mg_upstream {
+    mg_req *req;
+    mg_worker *w;
+    CURL *easy;
+    const mg_adapter_ops *ops;
+    mg_upstream_request ureq;
+    long status;
+    bool headers_done;
+    bool is_stream;          /* the reply is a stream we relay */
+    bool ndjson;             /* events end at "\n" rather than a blank line */
+    bool stream_done;
+    bool paused;
+    bool timed_out;
+    bool too_large;
+    bool dirty;
+    mg_upstream *dirty_prev, *dirty_next;
+    char content_type[128];
+    char retry_after[16];
+    mg_buf resp;             /* whole reply, when not streaming */
+    mg_buf events;           /* stream bytes not yet split into events */
+    mg_buf out;              /* translated client bytes (scratch) */
+    mg_timer timer;          /* first byte, then between chunks */
+};
+
+typedef struct mg_curl_sock {
+    mg_io io;
+    mg_worker *w;
+} mg_curl_sock;
+
+static void check_done(mg_worker *w);
+
+/* ---------------------------------------------------------------- curl glue */
+
+static void curl_sock_on_io(mg_io *io, uint32_t events)
+{
+    mg_curl_sock *cs = io->data;
+    int flags = 0, running = 0;
+    if (events & (EPOLLIN | EPOLLHUP))
+        flags |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        flags |= CURL_CSELECT_OUT;
+    if (events & EPOLLERR)
+        flags |= CURL_CSELECT_ERR;
+    mg_worker *w = cs->w;
+    curl_multi_socket_action(w->multi, io->fd, flags, &running);
+    check_done(w);
+}
+
+static int curl_sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    mg_worker *w = userp;
+    mg_curl_sock *cs = socketp;
+    MG_UNUSED(e);
+    if (what == CURL_POLL_REMOVE) {
+        if (cs) {
+            mg_loop_io_set(w->loop, &cs->io, 0);
+            curl_multi_assign(w->multi, s, NULL);
+            mg_loop_defer_free(w->loop, cs);
+        }
+        return 0;
+    }
+    if (cs == NULL) {
+        cs = calloc(1, sizeof(*cs));
+        if (cs == NULL)
+            return -1;
+        cs->io.fd = s;
+        cs->io.cb = curl_sock_on_io;
+        cs->io.data = cs;
+        cs->w = w;
+        curl_multi_assign(w->multi, s, cs);
+    }
+    uint32_t ev = 0;
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        ev |= EPOLLIN;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        ev |= EPOLLOUT;
+    return mg_loop_io_set(w->loop, &cs->io, ev) == MG_OK ? 0 : -1;
+}
+
+static void curl_timer_fire(mg_timer *t)
+{
+    mg_worker *w = t->data;
+    int running = 0;
+    curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(w);
+}
+
+static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    mg_worker *w = userp;
+    MG_UNUSED(multi);
+    if (timeout_ms < 0)
+        mg_timer_disarm(w->loop, &w->curl_timer);
+    else
+        mg_timer_arm(w->loop, &w->curl_timer, (uint64_t)timeout_ms);
+    return 0;
+}
+
+mg_rc mg_proxy_worker_init(mg_worker *w)
+{
+    w->multi = curl_multi_init();
+    if (w->multi == NULL)
+        return MG_ERR;
+    mg_timer_init(&w->curl_timer, curl_timer_fire, w);
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb);
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
+    curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 512L);
+    return MG_OK;
+}
+
+void mg_proxy_worker_free(mg_worker *w)
+{
+    if (w->multi)
+        curl_multi_cleanup(w->multi);
+    w->multi = NULL;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void dirty_mark(mg_upstream *up)
+{
+    if (up->dirty)
+        return;
+    up->dirty = true;
+    up->dirty_prev = NULL;
+    up->dirty_next = up->w->dirty;
+    if (up->w->dirty)
+        up->w->dirty->dirty_prev = up;
+    up->w->dirty = up;
+}
+
+static void dirty_unlink(mg_upstream *up)
+{
+    if (!up->dirty)
+        return;
+    if (up->dirty_prev)
+        up->dirty_prev->dirty_next = up->dirty_next;
+    else
+        up->w->dirty = up->dirty_next;
+    if (up->dirty_next)
+        up->dirty_next->dirty_prev = up->dirty_prev;
+    up->dirty = false;
+}
+
+void mg_proxy_flush_dirty(mg_worker *w)
+{
+    while (w->dirty) {
+        mg_upstream *up = w->dirty;
+        dirty_unlink(up);
+        mg_conn_kick(up->req->conn);   /* may cancel and free up */
+    }
+}
+
+/* Detaches the transfer from curl and the request; frees everything but
+ * leaves the request itself alone. */
+static void upstream_free(mg_upstream *up)
+{
+    mg_worker *w = up->w;
+    dirty_unlink(up);
+    mg_timer_disarm(w->loop, &up->timer);
+    if (up->easy) {
+        curl_multi_remove_handle(w->multi, up->easy);
+        curl_easy_cleanup(up->easy);
+    }
+    curl_slist_free_all(up->ureq.headers);
+    mg_buf_free(&up->ureq.url);
+    mg_buf_free(&up->ureq.body);
+    mg_buf_free(&up->resp);
+    mg_buf_free(&up->events);
+    mg_buf_free(&up->out);
+    if (up->req) {
+        up->req->up = NULL;
+        mg_conn_set_drain_hook(up->req->conn, NULL, NULL);
+    }
+    free(up);
+}
+
+static void estimate_usage(mg_req *req)
+{
+    if (req->usage.prompt_tokens < 0) {
+        req->usage.prompt_tokens = mg_adapter_estimate_tokens(req->body.n);
+        req->usage.estimated = true;
+    }
+    if (req->usage.completion_tokens < 0) {
+        req->usage.completion_tokens = mg_adapter_estimate_tokens(req->usage.output_chars);
+        req->usage.estimated = true;
+    }
+}
+
+void mg_proxy_cancel(mg_req *req)
+{
+    mg_upstream *up = req->up;
+    if (up == NULL)
+        return;
+    /* Whatever was generated before the cut is billed (estimated if the
+     * provider did not report it yet). */
+    if (up->headers_done && up->status >= 200 && up->status < 300)
+        estimate_usage(req);
+    upstream_free(up);
+}
+
+static void provider_result(mg_upstream *up, bool ok)
+{
+    const mg_snapshot *snap = up->req->snap;
+    size_t i = (size_t)(up->req->provider - snap->cfg->providers);
+    if (i >= snap->cfg->nproviders)
+        return;
+    if (ok)
+        atomic_store_explicit(&snap->provider_failures[i], 0, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&snap->provider_failures[i], 1, memory_order_relaxed);
+}
+
+bool mg_proxy_any_provider_usable(const mg_snapshot *snap)
+{
+    if (snap->cfg->nproviders == 0)
+        return false;
+    for (size_t i = 0; i < snap->cfg->nproviders; i++)
+        if (atomic_load_explicit(&snap->provider_failures[i], memory_order_relaxed) <
+            MG_PROVIDER_UNUSABLE_AFTER)
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- streams */
+
+static void stream_error_event(mg_upstream *up, const char *code, const char *message)
+{
+    mg_buf b = {0};
+    mg_buf_append_str(&b, "data: {\"error\":{\"message\":");
+    mg_buf_append_json_str(&b, message, strlen(message));
+    mg_buf_printf(&b, ",\"type\":\"upstream_error\",\"code\":\"%s\"}}\n\n", code);
+    if (b.p)
+        mg_req_stream_write(up->req, b.p, b.len);
+    mg_buf_free(&b);
+    up->req->error_code = code;
+}
+
+/* Splits buffered stream bytes into events and relays each one. */
+static void relay_events(mg_upstream *up, bool at_end)
+{
+    mg_req *req = up->req;
+    size_t off = 0;
+    while (!up->stream_done && off < up->events.len) {
+        const char *p = up->events.p + off, *end = up->events.p + up->events.len;
+        size_t evlen = 0, seplen = 0;
+        for (const char *q = p; q < end; q++) {
+            if (up->ndjson) {
+                if (*q == '\n') {
+                    evlen = (size_t)(q - p);
+                    seplen = 1;
+                    break;
+                }
+            } else if (*q == '\n' && q + 1 < end && q[1] == '\n') {
+                evlen = (size_t)(q - p);
+                seplen = 2;
+                break;
+            } else if (*q == '\r' && q + 3 < end && q[1] == '\n' && q[2] == '\r' && q[3] == '\n') {
+                evlen = (size_t)(q - p);
+                seplen = 4;
+                break;
+            }
+        }
+        if (seplen == 0) {
+            if (!at_end)
+                break;
+            evlen = (size_t)(end - p);   /* a last event without its blank line */
+            if (evlen == 0)
+                break;
+        }
+        off += evlen + seplen;
+        mg_buf_reset(&up->out);
+        mg_rc rc = up->ops->stream_event(req, mg_str_make(p, evlen), &up->out);
+        if (rc == MG_ERR) {
+            stream_error_event(up, "upstream_error", "the upstream sent an unreadable stream event");
+            up->stream_done = true;
+            break;
+        }
+        if (up->out.len && mg_pipeline_filter_output(req, &up->out, true) != MG_OK) {
+            stream_error_event(up, req->error_code ? req->error_code : "content_blocked",
+                               "the reply was stopped by a content filter");
+            up->stream_done = true;
+            break;
+        }
+        mg_req_stream_write(req, up->out.p, up->out.len);
+        if (rc == MG_DONE)
+            up->stream_done = true;
+    }
+    mg_buf_consume(&up->events, off);
+    dirty_mark(up);
+}
+
+static void on_client_drained(mg_req *req)
+{
+    mg_upstream *up = req->up;
+    if (up == NULL || !up->paused)
+        return;
+    up->paused = false;
+    mg_timer_arm(up->w->loop, &up->timer, req->snap->cfg->limits.upstream_idle_timeout_ms);
+    curl_easy_pause(up->easy, CURLPAUSE_CONT);
+}
+
+/* ---------------------------------------------------------------- callbacks */
+
+static size_t on_header(char *buf, size_t size, size_t n, void *arg)
+{
+    mg_upstream *up = arg;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        up->content_type[0] = '\0';
+        up->retry_after[0] = '\0';
+        return len;
+    }
+    if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+        long code = 0;
+        curl_easy_getinfo(up->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 200 && !up->headers_done) {
+            mg_req *req = up->req;
+            up->headers_done = true;
+            up->status = code;
+            req->t_first_byte_us = mg_now_us();
+            const char *sct = up->ops->stream_content_type;
+            up->is_stream = req->stream && code >= 200 && code < 300 && sct &&
+                            strncasecmp(up->content_type, sct, strlen(sct)) == 0;
+            up->ndjson = up->is_stream && strstr(sct, "ndjson") != NULL;
+            mg_timer_arm(up->w->loop, &up->timer, req->snap->cfg->limits.upstream_idle_timeout_ms);
+        }
+        return len;
+    }
+    const char *colon = memchr(buf, ':', len);
+    if (colon == NULL)
+        return len;
+    size_t nlen = (size_t)(colon - buf);
+    const char *v = colon + 1, *end = buf + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    if (nlen == 12 && strncasecmp(buf, "content-type", 12) == 0 && vlen < sizeof(up->content_type)) {
+        memcpy(up->content_type, v, vlen);
+        up->content_type[vlen] = '\0';
+    } else if (nlen == 11 && strncasecmp(buf, "retry-after", 11) == 0 && vlen < sizeof(up->retry_after)) {
+        memcpy(up->retry_after, v, vlen);
+        up->retry_after[vlen] = '\0';
+    }
+    return len;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *arg)
+{
+    mg_upstream *up = arg;
+    mg_req *req = up->req;
+    size_t len = size * n;
+    if (!up->is_stream) {
+        if (up->resp.len + len > MG_MAX_UPSTREAM_REPLY) {
+            up->too_large = true;
+            return 0;
+        }
+        return mg_buf_append(&up->resp, buf, len) == MG_OK ? len : 0;
+    }
+    if (mg_req_pending_out(req) > MG_OUT_HIGH_WATER) {
+        /* The client reads slower than the model writes: stop reading the
+         * upstream until the client catches up (curl keeps this chunk). */
+        up->paused = true;
+        mg_timer_disarm(up->w->loop, &up->timer);
+        dirty_mark(up);
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (!req->head_sent) {
+        mg_req_stream_begin(req, 200, "text/event-stream");
+        mg_conn_set_drain_hook(req->conn, on_client_drained, req);
+    }
+    mg_timer_arm(up->w->loop, &up->timer, req->snap->cfg->limits.upstream_idle_timeout_ms);
+    if (up->stream_done)
+        return len;   /* ignore anything after the final event */
+    if (up->events.len + len > MG_MAX_STREAM_EVENT) {
+        up->too_large = true;
+        return 0;
+    }
+    if (mg_buf_append(&up->events, buf, len) != MG_OK)
+        return 0;
+    relay_events(up, false);
+    return len;
+}
+
+/* ---------------------------------------------------------------- finishing */
+
+static void answer_upstream_error(mg_req *req, mg_upstream *up)
+{
+    long st = up->status;
+    char msg[200];
+    int retry = 0;
+    if (st == 429) {
+        retry = up->retry_after[0] ? (int)strtol(up->retry_after, NULL, 10) : 1;
+        if (retry <= 0 || retry > 3600)
+            retry = 1;
+        mg_req_respond_error(req, 429, "rate_limit_error", "upstream_rate_limited",
+                             "the model provider is rate limiting requests", retry);
+        return;
+    }
+    if (st >= 400 && st < 500) {
+        /* The provider refused the request itself: pass its message on (it
+         * concerns the caller's own request), in our error shape. */
+        const char *pmsg = NULL;
+        cJSON *j = up->resp.len ? cJSON_ParseWithLength(up->resp.p, up->resp.len) : NULL;
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+        if (cJSON_IsString(m))
+            pmsg = m->valuestring;
+        snprintf(msg, sizeof(msg), "the model provider refused the request (HTTP %ld)%s%.120s", st,
+                 pmsg ? ": " : "", pmsg ? pmsg : "");
+        cJSON_Delete(j);
+        int status = st == 401 || st == 403 || st == 404 ? 502 : (int)st;
+        mg_req_respond_error(req, status, status == 502 ? "upstream_error" : "invalid_request_error",
+                             status == 502 ? "upstream_auth_error" : "upstream_bad_request", msg, 0);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "the model provider failed (HTTP %ld)", st);
+    mg_req_respond_error(req, 502, "upstream_error", "upstream_error", msg, 0);
+}
+
+static void upstream_finish(mg_upstream *up, CURLcode result)
+{
+    mg_req *req = up->req;
+    mg_metrics_upstream(up->w->metrics, req->provider->name, (int)up->status,
+                        req->t_first_byte_us ? req->t_first_byte_us - req->t_upstream_us : 0);
+    bool connect_failed = result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST ||
+                          result == CURLE_SSL_CONNECT_ERROR || result == CURLE_PEER_FAILED_VERIFICATION ||
+                          (result == CURLE_OPERATION_TIMEDOUT && !up->headers_done);
+    provider_result(up, !(connect_failed || up->timed_out || up->status >= 500));
+    bool timeout = up->timed_out || result == CURLE_OPERATION_TIMEDOUT;
+    if (up->is_stream && req->head_sent) {
+        if (!up->stream_done)
+            relay_events(up, result == CURLE_OK && !up->timed_out);
+        if (!up->stream_done) {
+            if (timeout)
+                stream_error_event(up, "upstream_timeout", "the model provider stopped responding");
+            else if (result != CURLE_OK)
+                stream_error_event(up, "upstream_error", "the model provider's stream broke off");
+        }
+        estimate_usage(req);
+        upstream_free(up);
+        mg_req_stream_end(req);
+        return;
+    }
+    if (timeout || result != CURLE_OK) {
+        int status = timeout ? 504 : 502;
+        const char *code = timeout ? "upstream_timeout" : up->too_large ? "upstream_reply_too_large"
+                           : connect_failed ? "upstream_unreachable" : "upstream_error";
+        const char *msg = timeout ? "the model provider did not answer in time"
+                          : up->too_large ? "the model provider's reply is too large"
+                          : connect_failed ? "the model provider cannot be reached"
+                          : "the model provider sent an invalid response";
+        upstream_free(up);
+        mg_req_respond_error(req, status, "upstream_error", code, msg, 0);
+        return;
+    }
+    if (up->status < 200 || up->status >= 300) {
+        answer_upstream_error(req, up);
+        upstream_free(up);
+        return;
+    }
+    mg_buf out = {0};
+    if (up->ops->reply(req, up->resp.p ? up->resp.p : "", up->resp.len, &out) != MG_OK) {
+        mg_buf_free(&out);
+        upstream_free(up);
+        mg_req_respond_error(req, 502, "upstream_error", "upstream_error",
+                             "the model provider sent an unreadable reply", 0);
+        return;
+    }
+    upstream_free(up);
+    if (mg_pipeline_filter_output(req, &out, false) != MG_OK) {
+        mg_buf_free(&out);
+        mg_req_respond_error(req, 403, "permission_error",
+                             req->error_code ? req->error_code : "content_blocked",
+                             "the reply was stopped by a content filter", 0);
+        return;
+    }
+    mg_req_respond(req, 200, "application/json", out.p ? out.p : "", out.len, NULL);
+    mg_buf_free(&out);
+}
+
+static void check_done(mg_worker *w)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        mg_upstream *up = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&up);
+        if (up)
+            upstream_finish(up, msg->data.result);
+    }
+}
+
+static void upstream_timeout(mg_timer *t)
+{
+    mg_upstream *up = t->data;
+    up->timed_out = true;
+    upstream_finish(up, CURLE_OPERATION_TIMEDOUT);
+}
+
+/* ---------------------------------------------------------------- forward stage */
+
+static const mg_cfg_deployment *pick_deployment(mg_req *req)
+{
+    const mg_cfg_model *m = req->model;
+    size_t mi = (size_t)(m - req->snap->cfg->models);
+    uint32_t total = req->snap->model_weight_total[mi];
+    if (m->ndeployments == 1 || total == 0)
+        return &m->deployments[0];
+    uint64_t x = req->worker->rng[0] ^ (req->worker->rng[1] << 7);
+    req->worker->rng[0] = x * 6364136223846793005ull + 1442695040888963407ull;
+    uint32_t r = (uint32_t)((x >> 33) % total);
+    for (size_t i = 0; i < m->ndeployments; i++) {
+        if (r < (uint32_t)m->deployments[i].weight)
+            return &m->deployments[i];
+        r -= (uint32_t)m->deployments[i].weight;
+    }
+    return &m->deployments[m->ndeployments - 1];
+}
+
+static mg_stage_rc answer_models(mg_req *req)
+{
+    const mg_config *cfg = req->snap->cfg;
+    mg_buf b = {0};
+    mg_buf_append_str(&b, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        if (i)
+            mg_buf_append(&b, ",", 1);
+        mg_buf_append_str(&b, "{\"id\":");
+        mg_buf_append_json_str(&b, cfg->models[i].name, strlen(cfg->models[i].name));
+        mg_buf_append_str(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"modelgate\"}");
+    }
+    mg_buf_append_str(&b, "]}");
+    mg_req_respond(req, 200, "application/json", b.p, b.len, NULL);
+    mg_buf_free(&b);
+    return MG_STAGE_RESPONDED;
+}
+
+mg_stage_rc mg_proxy_forward_stage(mg_req *req)
+{
+    if (req->api == MG_API_MODELS)
+        return answer_models(req);
+    const mg_config *cfg = req->snap->cfg;
+    req->deployment = pick_deployment(req);
+    req->provider = mg_config_provider(cfg, req->deployment->provider);
+    mg_upstream *up = calloc(1, sizeof(*up));
+    if (up == NULL || req->provider == NULL) {
+        free(up);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    up->req = req;
+    up->w = req->worker;
+    up->ops = mg_snapshot_provider_ops(req->snap, req->provider);
+    mg_timer_init(&up->timer, upstream_timeout, up);
+    char err[200] = "";
+    if (up->ops->build(req, &up->ureq, err, sizeof(err)) != MG_OK) {
+        upstream_free(up);
+        mg_req_respond_error(req, 400, "invalid_request_error", "unsupported_request",
+                             err[0] ? err : "the request cannot be sent to this model", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    CURL *e = curl_easy_init();
+    if (e == NULL) {
+        upstream_free(up);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    up->easy = e;
+    const mg_cfg_limits *lim = &cfg->limits;
+    curl_easy_setopt(e, CURLOPT_URL, up->ureq.url.p);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, up->ureq.headers);
+    if (strcmp(up->ureq.method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)up->ureq.body.len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, up->ureq.body.p ? up->ureq.body.p : "");
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_PRIVATE, up);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, up);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, up);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)lim->upstream_connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)lim->upstream_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (req->provider->tls_ca)
+        curl_easy_setopt(e, CURLOPT_CAINFO, req->provider->tls_ca);
+    req->up = up;
+    req->t_upstream_us = mg_now_us();
+    if (curl_multi_add_handle(req->worker->multi, e) != CURLM_OK) {
+        upstream_free(up);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    mg_timer_arm(req->worker->loop, &up->timer, lim->upstream_first_byte_timeout_ms);
+    return MG_STAGE_PARKED;
+}

@@ -1,0 +1,445 @@
+/* modelgate — request objects, routing, and the operations endpoints.
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "router.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct mg_route {
+    mg_http_method method;
+    const char *path;
+    const char *label;
+    mg_api api;                      /* MG_API_NONE: answered locally */
+    void (*local)(mg_req *req);
+} mg_route;
+
+static void route_healthz(mg_req *req);
+static void route_readyz(mg_req *req);
+static void route_metrics(mg_req *req);
+
+static const mg_route routes[] = {
+    {MG_HTTP_POST, "/v1/chat/completions", "chat", MG_API_CHAT, NULL},
+    {MG_HTTP_POST, "/v1/embeddings", "embeddings", MG_API_EMBEDDINGS, NULL},
+    {MG_HTTP_GET, "/v1/models", "models", MG_API_MODELS, NULL},
+    {MG_HTTP_GET, "/healthz", "healthz", MG_API_NONE, route_healthz},
+    {MG_HTTP_GET, "/readyz", "readyz", MG_API_NONE, route_readyz},
+    {MG_HTTP_GET, "/metrics", "metrics", MG_API_NONE, route_metrics},
+};
+
+static _Thread_local mg_http_request scratch_head;
+
+mg_http_request *mg_router_scratch_head(mg_worker *w)
+{
+    MG_UNUSED(w);
+    return &scratch_head;
+}
+
+static uint64_t rng_next(uint64_t s[2])
+{
+    /* xorshift128+: request ids need uniqueness, not secrecy. */
+    uint64_t x = s[0], y = s[1];
+    s[0] = y;
+    x ^= x << 23;
+    s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+    return s[1] + y;
+}
+
+void mg_request_id_new(mg_worker *w, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = rng_next(w->rng), b = rng_next(w->rng);
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(a >> (i * 4)) & 15];
+        out[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    out[32] = '\0';
+}
+
+static bool request_id_ok(mg_str v)
+{
+    if (v.n == 0 || v.n > 36)   /* fits req->request_id */
+        return false;
+    for (size_t i = 0; i < v.n; i++) {
+        char ch = v.p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+static bool ip_parse(const char *s, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+/* The client address: the peer, or — only when the peer is a trusted proxy —
+ * the right-most X-Forwarded-For entry that is not itself a trusted proxy. */
+static void client_ip(mg_req *req)
+{
+    snprintf(req->client_ip, sizeof(req->client_ip), "%s", mg_conn_peer_ip(req->conn));
+    if (!mg_conn_peer_trusted(req->conn))
+        return;
+    const mg_http_header *xff = mg_http_header_get(req->http, "x-forwarded-for");
+    if (xff == NULL)
+        return;
+    const mg_config *cfg = req->snap->cfg;
+    size_t end = xff->value.n;
+    while (end > 0) {
+        size_t start = end;
+        while (start > 0 && xff->value.p[start - 1] != ',')
+            start--;
+        size_t a = start, b = end;
+        while (a < b && (xff->value.p[a] == ' ' || xff->value.p[a] == '\t'))
+            a++;
+        while (b > a && (xff->value.p[b - 1] == ' ' || xff->value.p[b - 1] == '\t'))
+            b--;
+        char ip[64];
+        struct sockaddr_storage ss;
+        if (b - a == 0 || b - a >= sizeof(ip))
+            return;
+        memcpy(ip, xff->value.p + a, b - a);
+        ip[b - a] = '\0';
+        if (!ip_parse(ip, &ss))
+            return;
+        bool trusted = false;
+        for (size_t i = 0; i < cfg->ntrusted_proxies && !trusted; i++)
+            trusted = mg_cidr_match(&cfg->trusted_proxies[i], (struct sockaddr *)&ss);
+        memcpy(req->client_ip, ip, b - a + 1);
+        if (!trusted)
+            return;
+        end = start > 0 ? start - 1 : 0;
+    }
+}
+
+static void free_json(void *p) { cJSON_Delete(p); }
+
+mg_req *mg_router_request_new(mg_worker *w, mg_conn *c, mg_snapshot *snap,
+                              const mg_http_request *head)
+{
+    mg_pool *pool = mg_pool_new(8192);
+    if (pool == NULL)
+        return NULL;
+    mg_req *req = mg_pool_calloc(pool, sizeof(*req));
+    mg_http_request *h = mg_pool_alloc(pool, sizeof(*h));
+    if (req == NULL || h == NULL) {
+        mg_pool_free(pool);
+        return NULL;
+    }
+    /* Copy only the used part of the header array. */
+    memcpy(h, head, offsetof(mg_http_request, headers));
+    memcpy(h->headers, head->headers, head->nheaders * sizeof(head->headers[0]));
+    memcpy(&h->nheaders, &head->nheaders, sizeof(*h) - offsetof(mg_http_request, nheaders));
+    req->pool = pool;
+    req->conn = c;
+    req->worker = w;
+    req->snap = mg_snapshot_ref(snap);
+    req->http = h;
+    req->t_start_us = mg_now_us();
+    req->usage.prompt_tokens = -1;
+    req->usage.completion_tokens = -1;
+    const mg_http_header *rid = mg_http_header_get(h, "x-request-id");
+    if (rid && request_id_ok(rid->value) && mg_conn_peer_trusted(c)) {
+        memcpy(req->request_id, rid->value.p, rid->value.n);
+        req->request_id[rid->value.n] = '\0';
+    } else {
+        mg_request_id_new(w, req->request_id);
+    }
+    client_ip(req);
+    return req;
+}
+
+void mg_router_request_abort(mg_req *req)
+{
+    if (req->up)
+        mg_proxy_cancel(req);
+}
+
+void mg_router_request_free(mg_req *req)
+{
+    if (req->route)
+        mg_pipeline_record(req);
+    if (req->up)
+        mg_proxy_cancel(req);
+    mg_snapshot_unref(req->snap);
+    mg_pool_free(req->pool);
+}
+
+void mg_router_fail(mg_conn *c, mg_snapshot *snap, int status, const char *reason)
+{
+    char rid[40], ts[40];
+    mg_buf b = {0};
+    mg_request_id_new(mg_conn_worker(c), rid);
+    mg_buf_printf(&b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                      "X-Request-Id: %s\r\nConnection: close\r\n",
+                  status, mg_http_status_text(status), rid);
+    mg_buf body = {0};
+    mg_buf_append_str(&body, "{\"error\":{\"message\":");
+    mg_buf_append_json_str(&body, reason, strlen(reason));
+    mg_buf_printf(&body, ",\"type\":\"invalid_request_error\",\"code\":\"%s\"}}",
+                  status == 408 ? "request_timeout" : status == 413 ? "body_too_large"
+                  : status == 414 ? "uri_too_long" : status == 431 ? "headers_too_large"
+                  : status == 501 ? "not_implemented" : status == 505 ? "http_version_not_supported"
+                  : "bad_request");
+    mg_buf_printf(&b, "Content-Length: %zu\r\n\r\n", body.len);
+    mg_buf_append(&b, body.p, body.len);
+    if (b.p)
+        mg_conn_send(c, b.p, b.len);
+    mg_conn_close_after_write(c);
+    if (mg_access_log_enabled()) {
+        mg_buf line = {0};
+        mg_log_timestamp(ts, sizeof(ts));
+        mg_buf_printf(&line, "{\"ts\":\"%s\",\"request_id\":\"%s\",\"client\":\"%s\",\"status\":%d,"
+                             "\"route\":\"invalid\",\"error\":",
+                      ts, rid, mg_conn_peer_ip(c), status);
+        mg_buf_append_json_str(&line, reason, strlen(reason));
+        mg_buf_append(&line, "}", 1);
+        if (line.p)
+            mg_access_log_line(line.p, line.len);
+        mg_buf_free(&line);
+    }
+    MG_UNUSED(snap);
+    mg_buf_free(&body);
+    mg_buf_free(&b);
+}
+
+/* ---------------------------------------------------------------- body */
+
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if ((c & 0xe0) == 0xc0) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + len > n)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* Two members with one name would let the policy read one value and the
+ * upstream another; refuse them anywhere in the tree. */
+static const char *json_find_duplicate(const cJSON *node)
+{
+    for (const cJSON *a = node ? node->child : NULL; a; a = a->next) {
+        if (cJSON_IsObject(node)) {
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (a->string && b->string && strcmp(a->string, b->string) == 0)
+                    return a->string;
+        }
+        if (a->child) {
+            const char *d = json_find_duplicate(a);
+            if (d)
+                return d;
+        }
+    }
+    return NULL;
+}
+
+static bool parse_body(mg_req *req)
+{
+    const mg_http_header *ct = mg_http_header_get(req->http, "content-type");
+    if (ct == NULL || ct->value.n < 16 || !mg_str_ieq(mg_str_make(ct->value.p, 16), MG_STR_LIT("application/json")) ||
+        (ct->value.n > 16 && ct->value.p[16] != ';' && ct->value.p[16] != ' ')) {
+        mg_req_respond_error(req, 415, "invalid_request_error", "unsupported_media_type",
+                             "Content-Type must be application/json", 0);
+        return false;
+    }
+    if (!utf8_valid((const unsigned char *)req->body.p, req->body.n)) {
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json",
+                             "request body is not valid UTF-8", 0);
+        return false;
+    }
+    const char *end = NULL;
+    cJSON *json = req->body.n ? cJSON_ParseWithLengthOpts(req->body.p, req->body.n, &end, false) : NULL;
+    if (json == NULL) {
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json",
+                             "request body is not valid JSON", 0);
+        return false;
+    }
+    mg_pool_cleanup_add(req->pool, free_json, json);
+    req->json = json;
+    for (const char *p = end; p && p < req->body.p + req->body.n; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json",
+                                 "unexpected data after the JSON document", 0);
+            return false;
+        }
+    }
+    if (!cJSON_IsObject(json)) {
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json",
+                             "request body must be a JSON object", 0);
+        return false;
+    }
+    const char *dup = json_find_duplicate(json);
+    if (dup) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "duplicate JSON member \"%.64s\"", dup);
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json", msg, 0);
+        return false;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(json, "model");
+    if (!cJSON_IsString(model) || model->valuestring[0] == '\0') {
+        mg_req_respond_error(req, 400, "invalid_request_error", "missing_model",
+                             "\"model\" must be a non-empty string", 0);
+        return false;
+    }
+    /* Our own copy: adapters rewrite "model" in the tree for the upstream. */
+    req->model_name = mg_pool_strndup(req->pool, model->valuestring, strlen(model->valuestring));
+    if (req->model_name == NULL) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return false;
+    }
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(json, "stream");
+    if (stream && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_value",
+                             "\"stream\" must be a boolean", 0);
+        return false;
+    }
+    req->stream = cJSON_IsTrue(stream);
+    if (req->stream && req->api != MG_API_CHAT) {
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_value",
+                             "\"stream\" is not supported on this endpoint", 0);
+        return false;
+    }
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(json, "stream_options");
+    req->client_wants_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    return true;
+}
+
+/* ---------------------------------------------------------------- routes */
+
+void mg_router_dispatch(mg_req *req)
+{
+    const mg_http_request *h = req->http;
+    if (h->upgrade) {
+        /* Never switch protocols: the gateway is not a tunnel. */
+        const mg_http_header *up = mg_http_header_get(h, "upgrade");
+        if (up == NULL || !mg_str_ieq_c(up->value, "h2c")) {
+            req->route = "invalid";
+            mg_conn_close_after_write(req->conn);
+            mg_req_respond_error(req, 400, "invalid_request_error", "upgrade_not_supported",
+                                 "protocol upgrades are not supported", 0);
+            return;
+        }
+    }
+    char *path = mg_pool_alloc(req->pool, h->path.n + 1);
+    if (path == NULL || mg_http_normalize_path(h->path, path, h->path.n + 1) != MG_OK) {
+        req->route = "invalid";
+        mg_conn_close_after_write(req->conn);
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_path",
+                             "request path is not acceptable", 0);
+        return;
+    }
+    req->path = path;
+    const mg_route *found = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < MG_ARRAY_LEN(routes); i++) {
+        if (strcmp(routes[i].path, path) != 0)
+            continue;
+        path_known = true;
+        if (routes[i].method == h->method ||
+            (routes[i].method == MG_HTTP_GET && h->method == MG_HTTP_HEAD && routes[i].local)) {
+            found = &routes[i];
+            break;
+        }
+    }
+    if (found == NULL) {
+        req->route = path_known ? "method_not_allowed" : "not_found";
+        if (path_known)
+            mg_req_respond_error(req, 405, "invalid_request_error", "method_not_allowed",
+                                 "method not allowed on this path", 0);
+        else
+            mg_req_respond_error(req, 404, "invalid_request_error", "not_found",
+                                 "no such endpoint", 0);
+        return;
+    }
+    req->route = found->label;
+    req->api = found->api;
+    if (found->local) {
+        found->local(req);
+        return;
+    }
+    if (h->method == MG_HTTP_POST && !parse_body(req))
+        return;
+    req->next_stage = 0;
+    mg_pipeline_run(req);
+}
+
+static void route_healthz(mg_req *req)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+    mg_req_respond(req, 200, "application/json", body, sizeof(body) - 1, NULL);
+}
+
+static void route_readyz(mg_req *req)
+{
+    if (mg_server_draining()) {
+        static const char body[] = "{\"status\":\"draining\"}";
+        mg_req_respond(req, 503, "application/json", body, sizeof(body) - 1, NULL);
+        return;
+    }
+    if (!mg_proxy_any_provider_usable(req->snap)) {
+        static const char body[] = "{\"status\":\"no usable upstream\"}";
+        mg_req_respond(req, 503, "application/json", body, sizeof(body) - 1, NULL);
+        return;
+    }
+    static const char body[] = "{\"status\":\"ready\"}";
+    mg_req_respond(req, 200, "application/json", body, sizeof(body) - 1, NULL);
+}
+
+static void route_metrics(mg_req *req)
+{
+    mg_buf out = {0};
+    if (mg_metrics_render(&out, req->snap->generation) != MG_OK) {
+        mg_buf_free(&out);
+        mg_req_respond_error(req, 500, "server_error", "internal_error", "metrics unavailable", 0);
+        return;
+    }
+    mg_req_respond(req, 200, "text/plain; version=0.0.4", out.p, out.len, NULL);
+    mg_buf_free(&out);
+}
