@@ -113,6 +113,12 @@ void mg_access_log_line(const char *line, size_t n)
         mg_access_log_flush();
 }
 
+void mg_access_log_thread_done(void)
+{
+    mg_access_log_flush();
+    mg_buf_free(&access_buf);
+}
+
 void mg_access_log_flush(void)
 {
     if (access_buf.len == 0)

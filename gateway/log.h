@@ -30,6 +30,8 @@ mg_rc mg_access_log_open(const char *dest);
  * thread's buffer; mg_access_log_flush writes it out. */
 void mg_access_log_line(const char *line, size_t n);
 void mg_access_log_flush(void);
+/* Flushes and frees the calling thread's buffer (thread exit). */
+void mg_access_log_thread_done(void);
 bool mg_access_log_enabled(void);
 
 /* ISO-8601 UTC timestamp with milliseconds into out (>= 32 bytes). */

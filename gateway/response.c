@@ -19,7 +19,7 @@ static void send_head(mg_req *req, int status, const char *content_type, long lo
 {
     mg_buf h = {0};
     bool http10 = req->http->minor == 0;
-    bool close = !req->http->keep_alive || mg_server_draining();
+    bool close = !req->http->keep_alive || mg_conn_will_close(req->conn);
     req->status = status;
     req->head_sent = true;
     mg_buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, mg_http_status_text(status));

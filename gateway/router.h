@@ -36,6 +36,7 @@ const char *mg_conn_peer_ip(const mg_conn *c);
 mg_worker *mg_conn_worker(const mg_conn *c);
 bool mg_conn_is_tls(const mg_conn *c);
 void mg_conn_close_after_write(mg_conn *c);
+bool mg_conn_will_close(const mg_conn *c);
 bool mg_conn_is_head_request(const mg_conn *c);
 
 /* Fills out (33 bytes) with a new random request id (32 hex chars). */

@@ -72,6 +72,7 @@ static atomic_bool g_draining;
 
 static void conn_settle(mg_conn *c);
 static void conn_process(mg_conn *c);
+static void conn_free_request(mg_conn *c);
 static void conn_on_io(mg_io *io, uint32_t events);
 
 size_t mg_server_open_connections(void) { return atomic_load(&g_open_conns); }
@@ -152,8 +153,6 @@ static void conn_flush(mg_conn *c)
         c->out_off += (size_t)n;
         progress = true;
         mg_metrics_bytes_out(c->w->metrics, (uint64_t)n);
-        if (c->req)
-            c->req->bytes_out += (uint64_t)n;
     }
     if (c->out_off == c->out.len) {
         c->out_off = 0;
@@ -175,6 +174,8 @@ void mg_conn_send(mg_conn *c, const char *p, size_t n)
 {
     if (c->dead)
         return;
+    if (c->req)
+        c->req->bytes_out += n;   /* queued for the client, counted once */
     if (mg_buf_append(&c->out, p, n) != MG_OK) {
         mg_log_error("out of memory queueing %zu bytes for a client", n);
         c->dead = true;
@@ -211,6 +212,7 @@ static void conn_timeout(mg_timer *t)
         }
         break;
     case C_BODY:
+        conn_free_request(c);
         mg_router_fail(c, c->snap, 408, "request body not received in time");
         break;
     default:
@@ -312,7 +314,7 @@ static void conn_settle(mg_conn *c)
         ev = EPOLLIN | EPOLLRDHUP;
         break;
     case C_BUSY:
-        ev = EPOLLRDHUP;
+        ev = c->peer_shut ? 0 : EPOLLRDHUP;   /* level-triggered: report a half-close once */
         break;
     case C_LINGER:
         ev = EPOLLIN;
@@ -334,8 +336,7 @@ void mg_conn_request_finished(mg_conn *c)
     mg_req *req = c->req;
     if (req == NULL)
         return;
-    bool keep = c->http->keep_alive && !c->w->draining && !c->close_after_write &&
-                req->status < 500 + 100;   /* any status: framing of the request was sound */
+    bool keep = c->http->keep_alive && !c->w->draining && !c->close_after_write && !c->peer_shut;
     size_t raw = c->raw_len;
     conn_free_request(c);
     mg_buf_consume(&c->in, raw);
@@ -409,9 +410,8 @@ static void conn_process(mg_conn *c)
                                             lim->max_body);
             c->chunked_in += used;
             if (rc == MG_ERR) {
-                mg_req_respond_error(c->req, c->chunked.error_status, "invalid_request_error",
-                                     "bad_request", c->chunked.error_reason, 0);
-                c->close_after_write = true;
+                conn_free_request(c);
+                mg_router_fail(c, c->snap, c->chunked.error_status, c->chunked.error_reason);
                 break;
             }
             if (rc == MG_AGAIN) {
@@ -489,8 +489,13 @@ static void conn_do_read(mg_conn *c)
         }
         if (c->state != C_HEAD && c->state != C_BODY)
             return;
-        if (c->in.len >= cap)
-            return;   /* the parser has all it may look at; it will decide */
+        if (c->in.len >= cap) {
+            /* Unreachable with sane limits (the parser answers first), but
+             * never spin on a socket we refuse to read. */
+            conn_free_request(c);
+            mg_router_fail(c, c->snap, 413, "request too large");
+            return;
+        }
         ssize_t n = conn_recv(c, buf, sizeof(buf));
         if (n == -1)
             return;
@@ -607,6 +612,7 @@ const char *mg_conn_peer_ip(const mg_conn *c) { return c->peer_ip; }
 mg_worker *mg_conn_worker(const mg_conn *c) { return c->w; }
 bool mg_conn_is_tls(const mg_conn *c) { return c->ssl != NULL; }
 void mg_conn_close_after_write(mg_conn *c) { c->close_after_write = true; }
+bool mg_conn_will_close(const mg_conn *c) { return c->close_after_write || c->w->draining; }
 bool mg_conn_is_head_request(const mg_conn *c) { return c->http && c->http->method == MG_HTTP_HEAD; }
 
 static void listener_on_io(mg_io *io, uint32_t events)
@@ -700,7 +706,7 @@ static void *worker_main(void *arg)
 {
     mg_worker *w = arg;
     mg_loop_run(w->loop, worker_idle, worker_apply_mailbox, w);
-    mg_access_log_flush();
+    mg_access_log_thread_done();
     return NULL;
 }
 
@@ -898,7 +904,7 @@ int mg_server_run(const char *cfg_path, mg_snapshot *snap)
     g_workers = NULL;
     g_nworkers = 0;
     mg_snapshot_unref(snap);
-    mg_access_log_flush();
+    mg_access_log_thread_done();
     if (rc == 0)
         mg_log_info("stopped");
     return rc;
