@@ -7,12 +7,11 @@
  *
  * SPDX-License-Identifier: Apache-2.0
  */
-#include "gateway/pipeline.h"
+#include "auth.h"
 
-/* Extracts the presented secret; false when none was presented. */
-static bool credential(const mg_req *req, mg_str *out)
+bool mg_auth_credential(const mg_http_request *http, mg_str *out)
 {
-    const mg_http_header *h = mg_http_header_get(req->http, "authorization");
+    const mg_http_header *h = mg_http_header_get(http, "authorization");
     if (h) {
         mg_str v = h->value;
         if (v.n > 7 && mg_str_ieq(mg_str_make(v.p, 7), MG_STR_LIT("bearer "))) {
@@ -24,7 +23,7 @@ static bool credential(const mg_req *req, mg_str *out)
         }
         return false;
     }
-    h = mg_http_header_get(req->http, "x-api-key");
+    h = mg_http_header_get(http, "x-api-key");
     if (h && h->value.n > 0) {
         *out = h->value;
         return true;
@@ -35,7 +34,7 @@ static bool credential(const mg_req *req, mg_str *out)
 mg_stage_rc mg_auth_stage(mg_req *req)
 {
     mg_str secret;
-    if (!credential(req, &secret)) {
+    if (!mg_auth_credential(req->http, &secret)) {
         mg_req_respond_error(req, 401, "authentication_error", "missing_credentials",
                              "no credentials: send Authorization: Bearer <key>", 0);
         return MG_STAGE_RESPONDED;

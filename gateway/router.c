@@ -3,6 +3,8 @@
  */
 #include "router.h"
 
+#include "json.h"
+
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -135,7 +137,7 @@ static void free_json(void *p) { cJSON_Delete(p); }
 mg_req *mg_router_request_new(mg_worker *w, mg_conn *c, mg_snapshot *snap,
                               const mg_http_request *head)
 {
-    mg_pool *pool = mg_pool_new(8192);
+    mg_pool *pool = mg_pool_new(16384);   /* request + head copy in one block */
     if (pool == NULL)
         return NULL;
     mg_req *req = mg_pool_calloc(pool, sizeof(*req));
@@ -223,63 +225,6 @@ void mg_router_fail(mg_conn *c, mg_snapshot *snap, int status, const char *reaso
 
 /* ---------------------------------------------------------------- body */
 
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + len > n)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += len;
-    }
-    return true;
-}
-
-/* Two members with one name would let the policy read one value and the
- * upstream another; refuse them anywhere in the tree. */
-static const char *json_find_duplicate(const cJSON *node)
-{
-    for (const cJSON *a = node ? node->child : NULL; a; a = a->next) {
-        if (cJSON_IsObject(node)) {
-            for (const cJSON *b = a->next; b; b = b->next)
-                if (a->string && b->string && strcmp(a->string, b->string) == 0)
-                    return a->string;
-        }
-        if (a->child) {
-            const char *d = json_find_duplicate(a);
-            if (d)
-                return d;
-        }
-    }
-    return NULL;
-}
-
 static bool parse_body(mg_req *req)
 {
     const mg_http_header *ct = mg_http_header_get(req->http, "content-type");
@@ -289,7 +234,7 @@ static bool parse_body(mg_req *req)
                              "Content-Type must be application/json", 0);
         return false;
     }
-    if (!utf8_valid((const unsigned char *)req->body.p, req->body.n)) {
+    if (!mg_utf8_valid(req->body.p, req->body.n)) {
         mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json",
                              "request body is not valid UTF-8", 0);
         return false;
@@ -315,7 +260,7 @@ static bool parse_body(mg_req *req)
                              "request body must be a JSON object", 0);
         return false;
     }
-    const char *dup = json_find_duplicate(json);
+    const char *dup = mg_json_find_duplicate(json);
     if (dup) {
         char msg[160];
         snprintf(msg, sizeof(msg), "duplicate JSON member \"%.64s\"", dup);

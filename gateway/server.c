@@ -45,6 +45,7 @@ struct mg_conn {
     bool ssl_want_write;           /* TLS needs the socket writable to go on */
     bool ssl_want_read;
     bool head_timer_armed;
+    bool busy_quiet;               /* stopped watching EPOLLIN while busy */
     mg_buf in;
     mg_buf out;
     size_t out_off;
@@ -314,7 +315,11 @@ static void conn_settle(mg_conn *c)
         ev = EPOLLIN | EPOLLRDHUP;
         break;
     case C_BUSY:
-        ev = c->peer_shut ? 0 : EPOLLRDHUP;   /* level-triggered: report a half-close once */
+        /* Keep the HEAD mask while busy (saves two epoll_ctl per request);
+         * only if the client sends ahead (pipelining) do we stop watching
+         * EPOLLIN, since level-triggered epoll would report it forever. A
+         * half-close is likewise reported once. */
+        ev = c->peer_shut ? 0 : c->busy_quiet ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP;
         break;
     case C_LINGER:
         ev = EPOLLIN;
@@ -343,6 +348,7 @@ void mg_conn_request_finished(mg_conn *c)
     c->raw_len = 0;
     c->head_len = 0;
     c->sent_continue = false;
+    c->busy_quiet = false;
     if (!keep) {
         c->close_after_write = true;
         c->state = C_HEAD;
@@ -541,6 +547,8 @@ static void conn_on_io(mg_io *io, uint32_t events)
                 c->dead = true;
             else if (mg_conn_pending(c) > 0)
                 conn_flush(c);
+            if (events & EPOLLIN)
+                c->busy_quiet = true;
         } else {
             conn_do_read(c);
         }

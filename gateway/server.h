@@ -43,6 +43,8 @@ struct mg_worker {
     size_t nconns;
 
     CURLM *multi;
+    CURL *easy_pool[64];           /* idle easy handles for reuse */
+    size_t neasy;
     mg_timer curl_timer;
     mg_metrics *metrics;
     mg_upstream *dirty;            /* upstreams that queued client output */
