@@ -36,10 +36,21 @@ typedef struct mg_adapter_ops {
      * that ends it). Appends zero or more complete client SSE events to
      * out and updates req->usage. Returns MG_DONE after the final event. */
     mg_rc (*stream_event)(mg_req *req, mg_str event, mg_buf *out);
-    /* Content type of the upstream's stream ("text/event-stream", or
-     * "application/x-ndjson" for line-delimited providers). */
+    /* Content type of the upstream's stream ("text/event-stream",
+     * "application/x-ndjson", "application/vnd.amazon.eventstream"). */
     const char *stream_content_type;
+    /* Optional: finds the next complete event in buffered stream bytes.
+     * Returns the bytes to consume (event plus its framing), 0 when the
+     * event is not complete yet, or (size_t)-1 on broken framing; *ev is
+     * set to the event the adapter's stream_event receives. NULL means
+     * SSE framing (events end at a blank line). */
+    size_t (*next_event)(const char *p, size_t n, mg_str *ev);
 } mg_adapter_ops;
+
+/* The default SSE splitter (and the newline splitter for NDJSON streams),
+ * exposed so adapters can reuse them. */
+size_t mg_adapter_next_sse_event(const char *p, size_t n, mg_str *ev);
+size_t mg_adapter_next_line(const char *p, size_t n, mg_str *ev);
 
 /* NULL if no adapter implements type. */
 const mg_adapter_ops *mg_adapter_find(const char *type);

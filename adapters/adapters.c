@@ -28,3 +28,28 @@ int64_t mg_adapter_estimate_tokens(size_t bytes)
 {
     return bytes == 0 ? 0 : (int64_t)((bytes + 3) / 4);
 }
+
+size_t mg_adapter_next_sse_event(const char *p, size_t n, mg_str *ev)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (p[i] == '\n' && p[i + 1] == '\n') {
+            *ev = mg_str_make(p, i);
+            return i + 2;
+        }
+        if (p[i] == '\r' && i + 3 < n && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') {
+            *ev = mg_str_make(p, i);
+            return i + 4;
+        }
+    }
+    return 0;
+}
+
+size_t mg_adapter_next_line(const char *p, size_t n, mg_str *ev)
+{
+    const char *nl = memchr(p, '\n', n);
+    if (nl == NULL)
+        return 0;
+    size_t len = (size_t)(nl - p);
+    *ev = mg_str_make(p, len > 0 && p[len - 1] == '\r' ? len - 1 : len);
+    return len + 1;
+}

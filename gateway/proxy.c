@@ -290,41 +290,32 @@ static void stream_error_event(mg_upstream *up, const char *code, const char *me
     up->req->error_code = code;
 }
 
-/* Splits buffered stream bytes into events and relays each one. */
+/* Splits buffered stream bytes into events and relays each one. At the end
+ * of the stream, a last event without its terminator is relayed too. */
 static void relay_events(mg_upstream *up, bool at_end)
 {
     mg_req *req = up->req;
+    size_t (*next)(const char *, size_t, mg_str *) =
+        up->ops->next_event ? up->ops->next_event
+                            : up->ndjson ? mg_adapter_next_line : mg_adapter_next_sse_event;
     size_t off = 0;
     while (!up->stream_done && off < up->events.len) {
-        const char *p = up->events.p + off, *end = up->events.p + up->events.len;
-        size_t evlen = 0, seplen = 0;
-        for (const char *q = p; q < end; q++) {
-            if (up->ndjson) {
-                if (*q == '\n') {
-                    evlen = (size_t)(q - p);
-                    seplen = 1;
-                    break;
-                }
-            } else if (*q == '\n' && q + 1 < end && q[1] == '\n') {
-                evlen = (size_t)(q - p);
-                seplen = 2;
-                break;
-            } else if (*q == '\r' && q + 3 < end && q[1] == '\n' && q[2] == '\r' && q[3] == '\n') {
-                evlen = (size_t)(q - p);
-                seplen = 4;
-                break;
-            }
+        mg_str ev;
+        size_t used = next(up->events.p + off, up->events.len - off, &ev);
+        if (used == (size_t)-1) {
+            stream_error_event(up, "upstream_error", "the upstream stream has broken framing");
+            up->stream_done = true;
+            break;
         }
-        if (seplen == 0) {
-            if (!at_end)
+        if (used == 0) {
+            if (!at_end || up->ops->next_event)
                 break;
-            evlen = (size_t)(end - p);   /* a last event without its blank line */
-            if (evlen == 0)
-                break;
+            ev = mg_str_make(up->events.p + off, up->events.len - off);
+            used = ev.n;
         }
-        off += evlen + seplen;
+        off += used;
         mg_buf_reset(&up->out);
-        mg_rc rc = up->ops->stream_event(req, mg_str_make(p, evlen), &up->out);
+        mg_rc rc = up->ops->stream_event(req, ev, &up->out);
         if (rc == MG_ERR) {
             stream_error_event(up, "upstream_error", "the upstream sent an unreadable stream event");
             up->stream_done = true;
