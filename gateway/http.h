@@ -37,8 +37,8 @@ typedef struct mg_http_request {
     mg_http_method method;
     mg_str method_str;
     mg_str target;             /* raw request-target (origin-form) */
-    mg_str path;               /* target up to '?' (raw, not normalised) */
-    mg_str query;              /* after '?', without it; empty if none */
+    mg_str path;               /* target up to the first '?' (raw, not normalised) */
+    mg_str query;              /* after the first '?', without it; empty if none */
     int minor;                 /* HTTP/1.<minor>: 0 or 1 */
 
     mg_http_header headers[MG_HTTP_MAX_HEADERS_HARD];
@@ -48,13 +48,14 @@ typedef struct mg_http_request {
     int64_t content_length;    /* -1 when absent */
     bool chunked;              /* Transfer-Encoding: chunked */
     bool keep_alive;           /* after Connection tokens and version defaults */
-    bool expect_continue;      /* Expect: 100-continue */
+    bool expect_continue;      /* Expect: 100-continue on HTTP/1.1 (other values -> 417) */
     bool upgrade;              /* an Upgrade header was present */
-    mg_str conn_tokens[MG_HTTP_MAX_CONN_TOKENS];   /* Connection: option names */
+    mg_str conn_tokens[MG_HTTP_MAX_CONN_TOKENS];   /* Connection: option names, all lines;
+                                                       more -> 400 */
     size_t nconn_tokens;
 
     /* on error */
-    int error_status;          /* 400, 413, 414, 431, 501, 505 */
+    int error_status;          /* 400, 405 (CONNECT), 413, 414, 417, 431, 501, 505 */
     const char *error_reason;  /* static string, safe to show to the client */
 } mg_http_request;
 
@@ -69,7 +70,11 @@ enum {
  * while incomplete if the limits are exceeded — the caller does not need to
  * read the rest), or MG_HTTP_ERROR with req->error_status set.
  * Leading empty lines (CRLF) before the request line are tolerated (RFC 9112 §2.2)
- * but count against the limits. The request struct is reset by the call. */
+ * but count against the limits, and are part of the returned length. Only
+ * origin-form targets are accepted (absolute-, authority- and asterisk-form
+ * -> 400; the CONNECT method -> 405). Every line must end in CRLF.
+ * The request struct is reset by the call; on MG_HTTP_INCOMPLETE its fields
+ * are meaningless. Calling again from the start with more bytes is expected. */
 int mg_http_parse_request(const char *buf, size_t len, const mg_http_limits *lim,
                           mg_http_request *req);
 
@@ -89,21 +94,31 @@ typedef struct mg_http_chunked {
 
 void mg_http_chunked_init(mg_http_chunked *d);
 
-/* Feeds in[0..len) to the decoder; decoded body bytes are appended to out.
- * *consumed is set to the bytes of `in` used. Returns:
+/* Feeds in[0..len) to the decoder; decoded body bytes are appended to out
+ * (out may be NULL to discard them). *consumed is set to the bytes of `in`
+ * used; the caller passes the unconsumed rest (and new bytes) next time.
+ * Returns:
  *   MG_OK    the final chunk and trailer section were consumed (body complete;
- *            bytes after *consumed belong to the next request),
+ *            bytes after *consumed belong to the next request); a further call
+ *            consumes nothing and returns MG_OK again,
  *   MG_AGAIN all of `in` was consumed, more is needed,
- *   MG_ERR   bad framing (d->error_status 400) or body over max_body (413). */
+ *   MG_ERR   bad framing (d->error_status 400), body over max_body (413,
+ *            detected from the chunk size before its data arrives) or out of
+ *            memory appending to out (500); sticky.
+ * Strict: hex digits only (at most 16), no whitespace in the size line, size
+ * line with extensions <= 4096 bytes, trailer section <= 8192 bytes. */
 mg_rc mg_http_chunked_feed(mg_http_chunked *d, const char *in, size_t len,
                            size_t *consumed, mg_buf *out, size_t max_body);
 
 /* Normalises an origin-form path once, for routing, policy and billing alike.
- * Decodes percent-escapes of unreserved characters only; rejects (returns
- * MG_ERR) paths that do not start with '/', contain "//", a "." or ".."
- * segment (literal or percent-encoded), "%2f"/"%2F", "%5c", "%00", a
- * backslash, control bytes, bytes >= 0x80, or malformed escapes.
- * Writes a NUL-terminated result into out[0..outsz). */
+ * Decodes percent-escapes of unreserved characters only and writes other
+ * escapes with uppercase hex; rejects (returns MG_ERR) paths that do not
+ * start with '/', contain "//", a "." or ".." segment (literal or
+ * percent-encoded, also followed by ";params"), "%2f"/"%2F", "%5c", "%00" or
+ * another escaped control byte, a backslash, control bytes, bytes >= 0x80,
+ * bytes that are not pchar or '/', or malformed escapes. A trailing '/' is kept.
+ * Writes a NUL-terminated result into out[0..outsz); the result is never longer
+ * than the input, so outsz = path.n + 1 always suffices. */
 mg_rc mg_http_normalize_path(mg_str path, char *out, size_t outsz);
 
 /* Reason phrase for a status code ("OK", "Not Found", ...). */

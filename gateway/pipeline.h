@@ -119,6 +119,9 @@ mg_stage_rc mg_policy_filter_input_stage(mg_req *req);
 mg_stage_rc mg_policy_limits_stage(mg_req *req);
 mg_stage_rc mg_proxy_forward_stage(mg_req *req);  /* gateway/proxy.c */
 
+/* Whether the principal may use model m (fallbacks are checked too). */
+bool mg_policy_model_allowed(const mg_req *req, const mg_cfg_model *m);
+
 /* ---- answering (gateway/response.c) ----
  * All of these queue bytes on the connection; the connection flushes them.
  * mg_req_respond* and mg_req_stream_end finish the request. */

@@ -17,6 +17,7 @@
 #include "adapters/adapter.h"
 #include "log.h"
 #include "metrics.h"
+#include "route.h"
 #include "router.h"
 
 #include <stdio.h>
@@ -47,7 +48,23 @@ struct mg_upstream {
     mg_buf resp;             /* whole reply, when not streaming */
     mg_buf events;           /* stream bytes not yet split into events */
     mg_buf out;              /* translated client bytes (scratch) */
-    mg_timer timer;          /* first byte, then between chunks */
+    mg_timer timer;          /* first byte, between chunks, or backoff */
+
+    /* routing across attempts (retries, then fallback models) */
+    const mg_cfg_model *requested; /* the model the client asked for */
+    const mg_cfg_model *model;   /* model being tried: requested or a fallback */
+    size_t chain_pos;            /* 0 = the requested model, k = fallbacks[k-1] */
+    uint64_t tried;              /* deployments of `model` already tried */
+    unsigned attempts;           /* attempts on `model` */
+    unsigned total_attempts;
+    size_t dep_idx;
+    bool has_slot;               /* holds a routing slot for dep_idx */
+    bool backoff;                /* waiting before the next attempt */
+    /* the last failed attempt, answered if no attempt is left */
+    CURLcode last_result;
+    long last_status;
+    bool last_timed_out, last_connect_failed, last_too_large;
+    char last_retry_after[16];
 };
 
 typedef struct mg_curl_sock {
@@ -151,6 +168,7 @@ mg_rc mg_proxy_worker_init(mg_worker *w)
     if (w->multi == NULL)
         return MG_ERR;
     mg_timer_init(&w->curl_timer, curl_timer_fire, w);
+    w->retry_bank = 10.0;   /* start with a full retry budget */
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb);
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
@@ -205,9 +223,16 @@ void mg_proxy_flush_dirty(mg_worker *w)
     }
 }
 
-/* Detaches the transfer from curl and the request; frees everything but
- * leaves the request itself alone. */
-static void upstream_free(mg_upstream *up)
+static void attempt_release(mg_upstream *up, mg_route_outcome o)
+{
+    if (up->has_slot) {
+        mg_route_done(up->req->snap, up->model, up->dep_idx, o);
+        up->has_slot = false;
+    }
+}
+
+/* Drops everything of the current attempt (transfer, buffers, flags). */
+static void attempt_reset(mg_upstream *up)
 {
     mg_worker *w = up->w;
     dirty_unlink(up);
@@ -215,13 +240,27 @@ static void upstream_free(mg_upstream *up)
     if (up->easy) {
         curl_multi_remove_handle(w->multi, up->easy);
         easy_put(w, up->easy);
+        up->easy = NULL;
     }
     curl_slist_free_all(up->ureq.headers);
+    up->ureq.headers = NULL;
     mg_buf_free(&up->ureq.url);
     mg_buf_free(&up->ureq.body);
     mg_buf_free(&up->resp);
     mg_buf_free(&up->events);
     mg_buf_free(&up->out);
+    up->status = 0;
+    up->headers_done = up->is_stream = up->ndjson = up->stream_done = false;
+    up->paused = up->timed_out = up->too_large = up->backoff = false;
+    up->content_type[0] = up->retry_after[0] = '\0';
+}
+
+/* Detaches the transfer from curl and the request; frees everything but
+ * leaves the request itself alone. */
+static void upstream_free(mg_upstream *up)
+{
+    attempt_reset(up);
+    attempt_release(up, MG_ROUTE_NEUTRAL);
     if (up->req) {
         up->req->up = NULL;
         mg_conn_set_drain_hook(up->req->conn, NULL, NULL);
@@ -435,9 +474,8 @@ static void answer_upstream_error(mg_req *req, mg_upstream *up)
 {
     long st = up->status;
     char msg[200];
-    int retry = 0;
     if (st == 429) {
-        retry = up->retry_after[0] ? (int)strtol(up->retry_after, NULL, 10) : 1;
+        int retry = up->retry_after[0] ? (int)strtol(up->retry_after, NULL, 10) : 1;
         if (retry <= 0 || retry > 3600)
             retry = 1;
         mg_req_respond_error(req, 429, "rate_limit_error", "upstream_rate_limited",
@@ -465,6 +503,63 @@ static void answer_upstream_error(mg_req *req, mg_upstream *up)
     mg_req_respond_error(req, 502, "upstream_error", "upstream_error", msg, 0);
 }
 
+/* Answers with the last failed attempt (the request's upstream is freed). */
+static void answer_last_failure(mg_upstream *up)
+{
+    mg_req *req = up->req;
+    if (up->last_status == 429 || up->last_status >= 500) {
+        up->status = up->last_status;
+        memcpy(up->retry_after, up->last_retry_after, sizeof(up->retry_after));
+        answer_upstream_error(req, up);
+        upstream_free(up);
+        return;
+    }
+    bool timeout = up->last_timed_out;
+    int status = timeout ? 504 : 502;
+    const char *code = timeout ? "upstream_timeout" : up->last_too_large ? "upstream_reply_too_large"
+                       : up->last_connect_failed ? "upstream_unreachable" : "upstream_error";
+    const char *msg = timeout ? "the model provider did not answer in time"
+                      : up->last_too_large ? "the model provider's reply is too large"
+                      : up->last_connect_failed ? "the model provider cannot be reached"
+                      : "the model provider sent an invalid response";
+    upstream_free(up);
+    mg_req_respond_error(req, status, "upstream_error", code, msg, 0);
+}
+
+static bool start_attempt(mg_upstream *up);
+
+/* Moves on to the requested model's next fallback that the caller may use. */
+static bool next_in_chain(mg_upstream *up)
+{
+    const mg_cfg_model *r = up->requested;
+    while (up->chain_pos < r->nfallbacks) {
+        const char *name = r->fallbacks[up->chain_pos++];
+        const mg_cfg_model *m = mg_config_model(up->req->snap->cfg, name, strlen(name));
+        if (m && mg_policy_model_allowed(up->req, m)) {
+            up->model = m;
+            up->tried = 0;
+            up->attempts = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Schedules the next attempt after a backoff, if the failure allows one. */
+static bool retry_later(mg_upstream *up)
+{
+    mg_req *req = up->req;
+    if (req->head_sent || !mg_route_retry_budget_take(&up->w->retry_bank))
+        return false;
+    up->tried |= 1ull << up->dep_idx;
+    attempt_reset(up);
+    up->backoff = true;
+    uint64_t delay = (uint64_t)MG_ROUTE_BACKOFF_MS << (up->total_attempts > 4 ? 4 : up->total_attempts - 1);
+    delay += mg_now_us() % (delay / 2 + 1);   /* jitter: no synchronized retry waves */
+    mg_timer_arm(up->w->loop, &up->timer, delay);
+    return true;
+}
+
 static void upstream_finish(mg_upstream *up, CURLcode result)
 {
     mg_req *req = up->req;
@@ -472,9 +567,12 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
                         req->t_first_byte_us ? req->t_first_byte_us - req->t_upstream_us : 0);
     bool connect_failed = result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST ||
                           result == CURLE_SSL_CONNECT_ERROR || result == CURLE_PEER_FAILED_VERIFICATION ||
-                          (result == CURLE_OPERATION_TIMEDOUT && !up->headers_done);
-    provider_result(up, !(connect_failed || up->timed_out || up->status >= 500));
-    bool timeout = up->timed_out || result == CURLE_OPERATION_TIMEDOUT;
+                          (result == CURLE_OPERATION_TIMEDOUT && !up->headers_done && !up->timed_out);
+    bool timeout = up->timed_out || (result == CURLE_OPERATION_TIMEDOUT && !connect_failed);
+    bool failed = connect_failed || timeout || result != CURLE_OK || up->status == 429 ||
+                  up->status >= 500;
+    provider_result(up, !failed);
+    attempt_release(up, failed ? MG_ROUTE_FAILED : MG_ROUTE_HEALTHY);
     if (up->is_stream && req->head_sent) {
         if (!up->stream_done)
             relay_events(up, result == CURLE_OK && !up->timed_out);
@@ -489,16 +587,21 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
         mg_req_stream_end(req);
         return;
     }
-    if (timeout || result != CURLE_OK) {
-        int status = timeout ? 504 : 502;
-        const char *code = timeout ? "upstream_timeout" : up->too_large ? "upstream_reply_too_large"
-                           : connect_failed ? "upstream_unreachable" : "upstream_error";
-        const char *msg = timeout ? "the model provider did not answer in time"
-                          : up->too_large ? "the model provider's reply is too large"
-                          : connect_failed ? "the model provider cannot be reached"
-                          : "the model provider sent an invalid response";
-        upstream_free(up);
-        mg_req_respond_error(req, status, "upstream_error", code, msg, 0);
+    /* Retry only what cannot have been half-done for the client: connect
+     * errors, 429 and 5xx, before any byte went out. */
+    bool retryable = connect_failed || (result == CURLE_OK && (up->status == 429 || up->status >= 500));
+    if (failed) {
+        up->last_result = result;
+        up->last_status = result == CURLE_OK ? up->status : 0;
+        up->last_timed_out = timeout;
+        up->last_connect_failed = connect_failed;
+        up->last_too_large = up->too_large;
+        memcpy(up->last_retry_after, up->retry_after, sizeof(up->retry_after));
+    }
+    if (retryable && retry_later(up))
+        return;
+    if (failed) {
+        answer_last_failure(up);
         return;
     }
     if (up->status < 200 || up->status >= 300) {
@@ -543,28 +646,13 @@ static void check_done(mg_worker *w)
 static void upstream_timeout(mg_timer *t)
 {
     mg_upstream *up = t->data;
+    if (up->backoff) {
+        up->backoff = false;
+        start_attempt(up);
+        return;
+    }
     up->timed_out = true;
     upstream_finish(up, CURLE_OPERATION_TIMEDOUT);
-}
-
-/* ---------------------------------------------------------------- forward stage */
-
-static const mg_cfg_deployment *pick_deployment(mg_req *req)
-{
-    const mg_cfg_model *m = req->model;
-    size_t mi = (size_t)(m - req->snap->cfg->models);
-    uint32_t total = req->snap->model_weight_total[mi];
-    if (m->ndeployments == 1 || total == 0)
-        return &m->deployments[0];
-    uint64_t x = req->worker->rng[0] ^ (req->worker->rng[1] << 7);
-    req->worker->rng[0] = x * 6364136223846793005ull + 1442695040888963407ull;
-    uint32_t r = (uint32_t)((x >> 33) % total);
-    for (size_t i = 0; i < m->ndeployments; i++) {
-        if (r < (uint32_t)m->deployments[i].weight)
-            return &m->deployments[i];
-        r -= (uint32_t)m->deployments[i].weight;
-    }
-    return &m->deployments[m->ndeployments - 1];
 }
 
 static mg_stage_rc answer_models(mg_req *req)
@@ -585,38 +673,26 @@ static mg_stage_rc answer_models(mg_req *req)
     return MG_STAGE_RESPONDED;
 }
 
-mg_stage_rc mg_proxy_forward_stage(mg_req *req)
+/* Starts the transfer for one deployment. False if the request was
+ * answered instead (bad request for this provider, no capacity). */
+static bool launch(mg_upstream *up)
 {
-    if (req->api == MG_API_MODELS)
-        return answer_models(req);
-    const mg_config *cfg = req->snap->cfg;
-    req->deployment = pick_deployment(req);
-    req->provider = mg_config_provider(cfg, req->deployment->provider);
-    mg_upstream *up = calloc(1, sizeof(*up));
-    if (up == NULL || req->provider == NULL) {
-        free(up);
-        mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);
-        return MG_STAGE_RESPONDED;
-    }
-    up->req = req;
-    up->w = req->worker;
-    up->ops = mg_snapshot_provider_ops(req->snap, req->provider);
-    mg_timer_init(&up->timer, upstream_timeout, up);
+    mg_req *req = up->req;
+    const mg_cfg_limits *lim = &req->snap->cfg->limits;
     char err[200] = "";
     if (up->ops->build(req, &up->ureq, err, sizeof(err)) != MG_OK) {
         upstream_free(up);
         mg_req_respond_error(req, 400, "invalid_request_error", "unsupported_request",
                              err[0] ? err : "the request cannot be sent to this model", 0);
-        return MG_STAGE_RESPONDED;
+        return false;
     }
     CURL *e = easy_get(req->worker);
     if (e == NULL) {
         upstream_free(up);
         mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);
-        return MG_STAGE_RESPONDED;
+        return false;
     }
     up->easy = e;
-    const mg_cfg_limits *lim = &cfg->limits;
     curl_easy_setopt(e, CURLOPT_URL, up->ureq.url.p);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, up->ureq.headers);
     if (strcmp(up->ureq.method, "POST") == 0) {
@@ -643,13 +719,83 @@ mg_stage_rc mg_proxy_forward_stage(mg_req *req)
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     if (req->provider->tls_ca)
         curl_easy_setopt(e, CURLOPT_CAINFO, req->provider->tls_ca);
-    req->up = up;
     req->t_upstream_us = mg_now_us();
+    req->t_first_byte_us = 0;
     if (curl_multi_add_handle(req->worker->multi, e) != CURLM_OK) {
         upstream_free(up);
         mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);
-        return MG_STAGE_RESPONDED;
+        return false;
     }
     mg_timer_arm(req->worker->loop, &up->timer, lim->upstream_first_byte_timeout_ms);
-    return MG_STAGE_PARKED;
+    return true;
+}
+
+/* Picks the next deployment (the requested model first, then its
+ * fallbacks in order) and launches it. False if the request was answered
+ * instead. */
+static bool start_attempt(mg_upstream *up)
+{
+    mg_req *req = up->req;
+    const mg_snapshot *snap = req->snap;
+    mg_route_pick_rc why = MG_ROUTE_NONE_LEFT;
+    for (;;) {
+        size_t idx;
+        mg_route_pick_rc rc = MG_ROUTE_NONE_LEFT;
+        if (up->attempts <= MG_ROUTE_RETRIES) {
+            uint64_t rnd = req->worker->rng[0] ^ (req->worker->rng[1] << 7) ^ mg_now_us();
+            req->worker->rng[0] = rnd * 6364136223846793005ull + 1442695040888963407ull;
+            rc = mg_route_pick(snap, up->model, up->tried, rnd, &idx);
+        }
+        if (rc == MG_ROUTE_NONE_LEFT && up->attempts <= MG_ROUTE_RETRIES && up->tried != 0) {
+            up->tried = 0;   /* every deployment had a go: retry them again */
+            continue;
+        }
+        if (rc == MG_ROUTE_OK) {
+            up->dep_idx = idx;
+            up->has_slot = true;
+            up->attempts++;
+            up->total_attempts++;
+            req->model = up->model;
+            req->deployment = &up->model->deployments[idx];
+            req->provider = mg_config_provider(snap->cfg, req->deployment->provider);
+            up->ops = mg_snapshot_provider_ops(snap, req->provider);
+            return launch(up);
+        }
+        if (rc != MG_ROUTE_NONE_LEFT)
+            why = rc;
+        if (!next_in_chain(up))
+            break;
+    }
+    if (up->total_attempts > 0) {
+        answer_last_failure(up);
+        return false;
+    }
+    upstream_free(up);
+    if (why == MG_ROUTE_BUSY)
+        mg_req_respond_error(req, 503, "server_error", "upstream_busy",
+                             "every deployment of this model is at its concurrency limit", 1);
+    else
+        mg_req_respond_error(req, 503, "server_error", "upstream_unavailable",
+                             "every deployment of this model is failing (circuit open)",
+                             MG_ROUTE_BREAKER_COOLDOWN_MS / 1000);
+    return false;
+}
+
+mg_stage_rc mg_proxy_forward_stage(mg_req *req)
+{
+    if (req->api == MG_API_MODELS)
+        return answer_models(req);
+    mg_upstream *up = calloc(1, sizeof(*up));
+    if (up == NULL) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    up->req = req;
+    up->w = req->worker;
+    up->model = req->model;
+    up->requested = req->model;
+    mg_timer_init(&up->timer, upstream_timeout, up);
+    req->up = up;
+    mg_route_retry_budget_earn(&req->worker->retry_bank);
+    return start_attempt(up) ? MG_STAGE_PARKED : MG_STAGE_RESPONDED;
 }

@@ -45,6 +45,7 @@ struct mg_worker {
     CURLM *multi;
     CURL *easy_pool[64];           /* idle easy handles for reuse */
     size_t neasy;
+    double retry_bank;             /* retry budget (gateway/route.c) */
     mg_timer curl_timer;
     mg_metrics *metrics;
     mg_upstream *dirty;            /* upstreams that queued client output */

@@ -5,6 +5,7 @@
 
 #include "adapters/adapter.h"
 #include "log.h"
+#include "route.h"
 
 #include <openssl/err.h>
 #include <stdlib.h>
@@ -70,8 +71,8 @@ static void snapshot_free(mg_snapshot *s)
         free(s->tls);
     }
     free(s->provider_ops);
-    free(s->model_weight_total);
     free(s->provider_failures);
+    mg_route_free(s);
     mg_config_free(s->cfg);
     free(s);
 }
@@ -86,9 +87,9 @@ mg_snapshot *mg_snapshot_build(mg_config *cfg, mg_buf *errs)
     atomic_init(&s->refs, 1);
     s->tls = calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(*s->tls));
     s->provider_ops = calloc(cfg->nproviders ? cfg->nproviders : 1, sizeof(*s->provider_ops));
-    s->model_weight_total = calloc(cfg->nmodels ? cfg->nmodels : 1, sizeof(*s->model_weight_total));
     s->provider_failures = calloc(cfg->nproviders ? cfg->nproviders : 1, sizeof(*s->provider_failures));
-    bool ok = s->tls && s->provider_ops && s->model_weight_total && s->provider_failures;
+    bool ok = s->tls && s->provider_ops && s->provider_failures &&
+              mg_route_init(s) == MG_OK;
     for (size_t i = 0; ok && i < cfg->nlisten; i++) {
         if (cfg->listen[i].tls_cert) {
             s->tls[i] = tls_context(&cfg->listen[i], errs);
@@ -103,9 +104,6 @@ mg_snapshot *mg_snapshot_build(mg_config *cfg, mg_buf *errs)
             ok = false;
         }
     }
-    for (size_t i = 0; ok && i < cfg->nmodels; i++)
-        for (size_t d = 0; d < cfg->models[i].ndeployments; d++)
-            s->model_weight_total[i] += (uint32_t)cfg->models[i].deployments[d].weight;
     if (!ok) {
         /* The caller keeps cfg on failure. */
         if (s->tls) {
@@ -114,8 +112,8 @@ mg_snapshot *mg_snapshot_build(mg_config *cfg, mg_buf *errs)
             free(s->tls);
         }
         free(s->provider_ops);
-        free(s->model_weight_total);
-        free(s->provider_failures);
+            free(s->provider_failures);
+        mg_route_free(s);
         free(s);
         return NULL;
     }

@@ -20,8 +20,12 @@ typedef struct mg_snapshot {
     mg_config *cfg;                /* owned */
     SSL_CTX **tls;                 /* per cfg->listen[i]; NULL for plain listeners */
     const struct mg_adapter_ops **provider_ops; /* per cfg->providers[i] */
-    uint32_t *model_weight_total;  /* per cfg->models[i] */
     atomic_uint *provider_failures; /* per provider: consecutive failed attempts */
+    /* routing state (gateway/route.c): mutable atomics in an otherwise
+     * immutable snapshot */
+    size_t *route_base;            /* per model: index of its first deployment in route[] */
+    struct mg_route_state *route;  /* per deployment: circuit breaker */
+    atomic_uint *provider_inflight; /* per provider: requests in flight */
 } mg_snapshot;
 
 /* Builds a snapshot; takes ownership of cfg on success only. On failure

@@ -12,6 +12,12 @@
 
 #include <stdio.h>
 
+bool mg_policy_model_allowed(const mg_req *req, const mg_cfg_model *m)
+{
+    MG_UNUSED(m);
+    return req->principal.master;
+}
+
 mg_stage_rc mg_policy_authorize_stage(mg_req *req)
 {
     if (req->api == MG_API_MODELS)
@@ -25,7 +31,7 @@ mg_stage_rc mg_policy_authorize_stage(mg_req *req)
         mg_req_respond_error(req, 404, "invalid_request_error", "model_not_found", msg, 0);
         return MG_STAGE_RESPONDED;
     }
-    if (!req->principal.master) {
+    if (!mg_policy_model_allowed(req, req->model)) {
         mg_req_respond_error(req, 403, "permission_error", "model_not_allowed",
                              "no role grants this model", 0);
         return MG_STAGE_RESPONDED;
