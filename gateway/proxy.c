@@ -268,6 +268,18 @@ static void upstream_free(mg_upstream *up)
     free(up);
 }
 
+/* Unhooks up from its request so the request can be answered (and freed)
+ * while up's buffers are still read; free up with upstream_free after. */
+static mg_req *upstream_detach(mg_upstream *up)
+{
+    mg_req *req = up->req;
+    attempt_release(up, MG_ROUTE_NEUTRAL);
+    req->up = NULL;
+    mg_conn_set_drain_hook(req->conn, NULL, NULL);
+    up->req = NULL;
+    return req;
+}
+
 static void estimate_usage(mg_req *req)
 {
     if (req->usage.prompt_tokens < 0) {
@@ -510,6 +522,7 @@ static void answer_last_failure(mg_upstream *up)
     if (up->last_status == 429 || up->last_status >= 500) {
         up->status = up->last_status;
         memcpy(up->retry_after, up->last_retry_after, sizeof(up->retry_after));
+        upstream_detach(up);
         answer_upstream_error(req, up);
         upstream_free(up);
         return;
@@ -605,6 +618,7 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
         return;
     }
     if (up->status < 200 || up->status >= 300) {
+        upstream_detach(up);
         answer_upstream_error(req, up);
         upstream_free(up);
         return;

@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# `make bench`: modelgate vs nginx proxy_pass vs the Portkey gateway, on this
+# machine, all on 127.0.0.1, in front of one fixed nginx upstream.
+# SPDX-License-Identifier: Apache-2.0
+#
+# For each target: start it, check that a request really reaches the upstream,
+# warm up (wrk, 3 s), measure throughput and latency (wrk --latency, closed loop),
+# then p99 at a fixed rate (bench/rateload, open loop), then stop it.
+# Prints a table and writes the same as markdown to bench/last-run.md.
+# Method and fairness choices: bench/README.md.
+#
+# Environment (defaults in brackets):
+#   BENCH_DURATION [15s]        measured wrk run per target (whole seconds)
+#   BENCH_CONNECTIONS [64]      wrk connections (2 threads)
+#   BENCH_RATE [5000]           fixed rate, requests/s, for the open-loop run
+#   BENCH_RATE_DURATION [10]    seconds measured at the fixed rate (+1 s unmeasured warm-up)
+#   BENCH_RATE_CONNECTIONS [32] keep-alive connections of the open-loop run
+#   BENCH_TARGETS ["nginx modelgate portkey"]
+#   BENCH_PORTKEY_WORKERS [2]   node:cluster workers for Portkey
+#   BENCH_REQUIRE_ALL [0]       1: a target that cannot start is an error (exit 1)
+#   BENCH_ENFORCE [0]           1: exit 1 when a goal (ratio, p99 delta, RSS) is missed
+#   BENCH_KEEP [0]              1: keep the run directory (configs, raw wrk/rateload output, logs)
+#   MODELGATE [build/modelgate]
+set -euo pipefail
+set +m # no job control: background children stay in our group, so setsid never forks
+cd "$(dirname "$0")/.."
+
+die() { echo "bench: $*" >&2; exit 2; }
+
+seconds() { # "15s" or "15" -> 15
+    local v=${1%s}
+    [[ $v =~ ^[0-9]+$ && $v -gt 0 ]] || die "bad duration '$1' (whole seconds, e.g. 15s)"
+    echo "$v"
+}
+posint() { [[ $2 =~ ^[0-9]+$ && $2 -gt 0 ]] || die "$1 must be a positive integer, got '$2'"; echo "$2"; }
+
+DURATION=$(seconds "${BENCH_DURATION:-15s}")
+CONNS=$(posint BENCH_CONNECTIONS "${BENCH_CONNECTIONS:-64}")
+RATE=$(posint BENCH_RATE "${BENCH_RATE:-5000}")
+RATE_DURATION=$(seconds "${BENCH_RATE_DURATION:-10}")
+RATE_CONNS=$(posint BENCH_RATE_CONNECTIONS "${BENCH_RATE_CONNECTIONS:-32}")
+PORTKEY_WORKERS=$(posint BENCH_PORTKEY_WORKERS "${BENCH_PORTKEY_WORKERS:-2}")
+TARGETS=${BENCH_TARGETS:-"nginx modelgate portkey"}
+REQUIRE_ALL=${BENCH_REQUIRE_ALL:-0}
+ENFORCE=${BENCH_ENFORCE:-0}
+MODELGATE=${MODELGATE:-build/modelgate}
+THREADS=2
+WARMUP=3
+BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
+
+# ---------------------------------------------------------------- dependencies
+PKGS=(nginx-light wrk curl gcc libc6-dev procps iproute2 nodejs npm)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if command -v node >/dev/null && command -v npm >/dev/null; then # node may come from outside Debian
+    tmp=(); for p in "${missing[@]}"; do [[ $p == nodejs || $p == npm ]] || tmp+=("$p"); done
+    missing=("${tmp[@]}")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench: installing ${missing[*]}" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || die "nginx not found"
+
+if [[ " $TARGETS " == *" portkey "* && ! -d bench/node_modules/@portkey-ai/gateway ]]; then
+    echo "bench: npm ci --prefix bench (Portkey gateway, pinned in bench/package-lock.json)" >&2
+    npm ci --prefix bench --no-audit --no-fund >/dev/null
+fi
+
+# ---------------------------------------------------------------- processes
+RUN=$(mktemp -d /tmp/modelgate-bench.XXXXXX)
+PIDS=()
+LOAD_PID=""
+cleanup() {
+    local rc=$?
+    local pid
+    if [ -n "$LOAD_PID" ]; then kill "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true; fi
+    for pid in "${PIDS[@]}"; do stop_group "$pid"; done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: raw outputs kept in $RUN" >&2; else rm -rf "$RUN"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Each service runs in its own session (setsid), so its pid is also its process
+# group and stopping it stops its workers too.
+start_group() { # name cmd...  -> sets STARTED_PID
+    local name=$1; shift
+    setsid "$@" >"$RUN/$name.out" 2>&1 </dev/null &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+}
+stop_group() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 30); do
+        pgrep -g "$pid" >/dev/null 2>&1 || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+# Runs a load generator in the background and waits for it, so that a signal
+# reaches our trap at once instead of after the whole run; returns its status.
+run_load() {
+    local rc=0
+    "$@" &
+    LOAD_PID=$!
+    wait "$LOAD_PID" || rc=$?
+    LOAD_PID=""
+    return "$rc"
+}
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+USED_PORTS=" "
+# Listening ports come from below the ephemeral range, so the many client
+# connections of a run cannot be holding the port we pick.
+EPH_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[[ $EPH_LOW =~ ^[0-9]+$ && $EPH_LOW -gt 12000 ]] || EPH_LOW=32768
+free_port() { # a loopback TCP port nobody listens on (checked just before use)
+    local p i
+    for i in $(seq 1 200); do
+        p=$(( 10000 + RANDOM % (EPH_LOW - 10000) ))
+        [[ $USED_PORTS == *" $p "* ]] && continue
+        ss -Htln "sport = :$p" 2>/dev/null | grep -q . && continue
+        USED_PORTS+="$p "
+        echo "$p"; return 0
+    done
+    die "no free port found"
+}
+
+rss_kib() { # total VmRSS (KiB) of every process in the group of pid $1
+    local total=0 p v
+    for p in $(pgrep -g "$1" 2>/dev/null || true); do
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+        total=$(( total + ${v:-0} ))
+    done
+    echo "$total"
+}
+
+# POSTs one chat completion; succeeds when the answer is a 200 that carries the
+# upstream's marker ("chatcmpl-bench"), i.e. the request really went through.
+probe() { # port header...
+    local port=$1; shift
+    local args=() h
+    for h in "$@"; do args+=(-H "$h"); done
+    local out
+    out=$(curl -s -m 3 -o - -w '\n%{http_code}' "http://127.0.0.1:$port/v1/chat/completions" \
+        -H 'Content-Type: application/json' "${args[@]}" -d "$BODY" 2>/dev/null) || return 1
+    [[ ${out##*$'\n'} == 200 && $out == *chatcmpl-bench* ]]
+}
+
+wait_ready() { # pid port header...  (gives up after 15 s)
+    local pid=$1; shift
+    local until=$(( SECONDS + 15 ))
+    while [ "$SECONDS" -lt "$until" ]; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        probe "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# key=value lookup in a line produced by chat.lua or rateload
+kv() { awk -v k="$2" '{for (i = 1; i <= NF; i++) { n = index($i, "="); if (n && substr($i, 1, n - 1) == k) print substr($i, n + 1) }}' <<<"$1" | tail -n1; }
+calc() { awk "BEGIN { printf \"%s\", ($1) }"; }
+
+# Other work on the machine skews every number: sample how idle the CPUs are.
+cpu_idle_pct() {
+    local a b
+    a=$(awk '/^cpu / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 100) }'
+}
+IDLE_PCT=$(cpu_idle_pct)
+BUSY_NOTE=""
+if [ "$IDLE_PCT" -lt 90 ]; then
+    BUSY_NOTE="WARNING: the machine was only ${IDLE_PCT}% idle before the run (other processes were using the CPUs); these numbers are not representative."
+    echo "bench: $BUSY_NOTE" >&2
+fi
+
+# ---------------------------------------------------------------- load tools
+RATELOAD=$RUN/rateload
+gcc -O2 -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -D_GNU_SOURCE \
+    -o "$RATELOAD" bench/rateload.c || die "cannot build bench/rateload.c"
+
+# ---------------------------------------------------------------- upstream
+UP_PORT=$(free_port)
+sed -e "s#@DIR@#$RUN#g" -e "s#@UP_PORT@#$UP_PORT#g" bench/upstream.nginx.conf.in >"$RUN/upstream.conf"
+start_group upstream "$NGINX" -p "$RUN" -c "$RUN/upstream.conf" -e "$RUN/upstream-error.log"
+UP_PID=$STARTED_PID
+wait_ready "$UP_PID" "$UP_PORT" || { cat "$RUN"/upstream*.out "$RUN"/upstream-error.log >&2 2>/dev/null; die "the upstream nginx did not start"; }
+
+MASTER_KEY="mg-bench-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+declare -A ROW_LAG ROW_STATUS ROW_RPS ROW_P50 ROW_P99 ROW_ERR ROW_FIXED_US ROW_FIXED_NOTE ROW_RSS0 ROW_RSS1 ROW_NOTE
+UNAVAILABLE=()
+
+# Starts target $1; sets T_PID, T_PORT and T_HEADERS (array). Returns 1 if it cannot start.
+start_target() {
+    local t=$1 conf
+    T_PORT=$(free_port) || return 1
+    case $t in
+    nginx)
+        T_HEADERS=("Authorization: Bearer $MASTER_KEY")
+        sed -e "s#@DIR@#$RUN#g" -e "s#@UP_PORT@#$UP_PORT#g" -e "s#@PROXY_PORT@#$T_PORT#g" \
+            bench/proxy.nginx.conf.in >"$RUN/proxy.conf"
+        start_group nginx "$NGINX" -p "$RUN" -c "$RUN/proxy.conf" -e "$RUN/proxy-error.log"
+        ;;
+    modelgate)
+        T_HEADERS=("Authorization: Bearer $MASTER_KEY")
+        if [ ! -x "$MODELGATE" ]; then
+            ROW_NOTE[$t]="$MODELGATE not built"
+            return 1
+        fi
+        start_group modelgate env BENCH_MG_PORT="$T_PORT" BENCH_UP_PORT="$UP_PORT" \
+            BENCH_MASTER_KEY="$MASTER_KEY" "$MODELGATE" serve -c bench/modelgate-bench.yaml
+        ;;
+    portkey)
+        # The provider key is never checked by the mock upstream; custom-host points
+        # the openai provider at it (Portkey trusts loopback custom hosts by default).
+        T_HEADERS=("Authorization: Bearer sk-bench-unused" "x-portkey-provider: openai"
+                   "x-portkey-custom-host: http://127.0.0.1:$UP_PORT/v1")
+        [ -f bench/node_modules/@portkey-ai/gateway/build/start-server.js ] || {
+            ROW_NOTE[$t]="bench/node_modules missing"; return 1; }
+        start_group portkey env NODE_ENV=production BENCH_PORTKEY_WORKERS="$PORTKEY_WORKERS" \
+            node bench/portkey-cluster.mjs --port="$T_PORT" --headless
+        ;;
+    *) die "unknown target '$t' (nginx, modelgate, portkey)" ;;
+    esac
+    T_PID=$STARTED_PID
+    if ! wait_ready "$T_PID" "$T_PORT" "${T_HEADERS[@]}"; then
+        local why="did not answer through to the upstream within 15 s" rc=0
+        if ! kill -0 "$T_PID" 2>/dev/null; then
+            wait "$T_PID" 2>/dev/null || rc=$?
+            why="exited with status $rc"
+        fi
+        ROW_NOTE[$t]="$why; output: $(tail -n 3 "$RUN/$t.out" 2>/dev/null | tr '\n' ' ' | cut -c1-200)"
+        stop_group "$T_PID"; forget_pid "$T_PID"
+        return 1
+    fi
+}
+
+bench_target() {
+    local t=$1 headers line rl
+    headers=$(IFS='|'; echo "${T_HEADERS[*]}")
+    sleep 0.5
+    ROW_RSS0[$t]=$(rss_kib "$T_PID")
+    echo "bench: $t: warm-up ${WARMUP}s" >&2
+    BENCH_HEADERS=$headers BENCH_BODY=$BODY run_load wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" \
+        -s bench/chat.lua "http://127.0.0.1:$T_PORT/v1/chat/completions" >"$RUN/$t.warmup.txt" 2>&1 || true
+    echo "bench: $t: measuring ${DURATION}s, $CONNS connections" >&2
+    BENCH_HEADERS=$headers BENCH_BODY=$BODY run_load wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
+        -s bench/chat.lua "http://127.0.0.1:$T_PORT/v1/chat/completions" >"$RUN/$t.wrk.txt" 2>&1 || true
+    line=$(grep '^BENCH_RESULT' "$RUN/$t.wrk.txt" | tail -n1 || true)
+    if [ -z "$line" ]; then
+        cat "$RUN/$t.wrk.txt" >&2
+        ROW_STATUS[$t]=failed; ROW_NOTE[$t]="wrk produced no result"
+        return 0
+    fi
+    ROW_RPS[$t]=$(kv "$line" rps)
+    ROW_P50[$t]=$(kv "$line" p50_us)
+    ROW_P99[$t]=$(kv "$line" p99_us)
+    ROW_ERR[$t]=$(( $(kv "$line" non2xx) + $(kv "$line" connect_err) + $(kv "$line" read_err) \
+                    + $(kv "$line" write_err) + $(kv "$line" timeouts) ))
+
+    ROW_RSS1[$t]=$(rss_kib "$T_PID")
+    ROW_STATUS[$t]=ok
+    # An open-loop run above a target's capacity only measures an ever-growing
+    # queue (and would take minutes to drain), so it is skipped.
+    if [ "$(calc "(${ROW_RPS[$t]} < $RATE) ? 1 : 0")" = 1 ]; then
+        ROW_FIXED_NOTE[$t]="skipped: capacity below the rate"
+        echo "bench: $t: fixed-rate run skipped, $(calc "int(${ROW_RPS[$t]})") req/s < $RATE req/s" >&2
+        return 0
+    fi
+    echo "bench: $t: fixed rate $RATE req/s for ${RATE_DURATION}s (+1s warm-up)" >&2
+    local rargs=(-a 127.0.0.1 -p "$T_PORT" -r "$RATE" -d "$RATE_DURATION" -w 1 -c "$RATE_CONNS"
+                 -u /v1/chat/completions -b "$BODY" -H "Content-Type: application/json")
+    local h
+    for h in "${T_HEADERS[@]}"; do rargs+=(-H "$h"); done
+    run_load "$RATELOAD" "${rargs[@]}" >"$RUN/$t.rateload.txt" 2>"$RUN/$t.rateload.err" || true
+    rl=$(tail -n1 "$RUN/$t.rateload.txt")
+    if [ -z "$rl" ] || [ "$(kv "$rl" completed)" = 0 ]; then
+        ROW_FIXED_NOTE[$t]="no answer measured: $(head -c 200 "$RUN/$t.rateload.err")$rl"
+    else
+        ROW_FIXED_US[$t]=$(kv "$rl" p99_us)
+        ROW_LAG[$t]=$(kv "$rl" send_lag_p99_us)
+        local achieved lost rerr
+        achieved=$(kv "$rl" achieved_rps)
+        lost=$(( $(kv "$rl" unsent) + $(kv "$rl" timeouts) ))
+        rerr=$(( $(kv "$rl" errors) + $(kv "$rl" non2xx) ))
+        ROW_FIXED_NOTE[$t]=""
+        if [ "$(calc "($achieved < 0.95 * $RATE || $lost > 0) ? 1 : 0")" = 1 ]; then
+            ROW_FIXED_NOTE[$t]="saturated: $(calc "int($achieved + 0.5)") req/s achieved"
+        fi
+        [ "$rerr" -gt 0 ] && ROW_FIXED_NOTE[$t]="${ROW_FIXED_NOTE[$t]:+${ROW_FIXED_NOTE[$t]}; }$rerr errors"
+    fi
+    ROW_RSS1[$t]=$(rss_kib "$T_PID")
+}
+
+for t in $TARGETS; do
+    echo "bench: starting $t" >&2
+    if start_target "$t"; then
+        bench_target "$t"
+        stop_group "$T_PID"; forget_pid "$T_PID"
+        [ "${ROW_STATUS[$t]}" = ok ] || UNAVAILABLE+=("$t")
+    else
+        echo "bench: $t unavailable: ${ROW_NOTE[$t]}" >&2
+        ROW_STATUS[$t]=unavailable
+        UNAVAILABLE+=("$t")
+    fi
+done
+
+# ---------------------------------------------------------------- report
+ms() { [ -n "${1:-}" ] && calc "sprintf(\"%.2f ms\", $1 / 1000)" || echo "-"; }
+mib() { [ -n "${1:-}" ] && [ "$1" -gt 0 ] && calc "sprintf(\"%.1f MiB\", $1 / 1024)" || echo "-"; }
+
+have() { [ "${ROW_STATUS[$1]:-}" = ok ] && [ -n "${ROW_RPS[$1]:-}" ]; }
+GOALS_MISSED=0
+goal() { # description value met(1/0) -> one row; a missed goal is marked MISSED
+    local verdict=MISSED
+    [ "$3" = 1 ] && verdict=met
+    printf '%s|%s|%s\n' "$1" "$2" "$verdict"
+}
+RATIOS=()
+if have modelgate && have nginx; then
+    RATIOS+=("$(goal "modelgate / nginx throughput (goal >= 80%)" \
+        "$(calc "sprintf(\"%.1f%%\", 100 * ${ROW_RPS[modelgate]} / ${ROW_RPS[nginx]})")" \
+        "$(calc "(${ROW_RPS[modelgate]} >= 0.8 * ${ROW_RPS[nginx]}) ? 1 : 0")")")
+    if [ -n "${ROW_FIXED_US[modelgate]:-}" ] && [ -n "${ROW_FIXED_US[nginx]:-}" ]; then
+        d=$(calc "(${ROW_FIXED_US[modelgate]} - ${ROW_FIXED_US[nginx]}) / 1000")
+        RATIOS+=("$(goal "p99 added vs nginx at $RATE req/s (goal <= +1 ms)" \
+            "$(calc "sprintf(\"%+.2f ms\", $d)")" "$(calc "($d <= 1) ? 1 : 0")")")
+    else
+        RATIOS+=("p99 added vs nginx at $RATE req/s (goal <= +1 ms)|n/a (no fixed-rate result)|-")
+    fi
+else
+    RATIOS+=("modelgate / nginx throughput (goal >= 80%)|n/a|-")
+    RATIOS+=("p99 added vs nginx at $RATE req/s (goal <= +1 ms)|n/a|-")
+fi
+if have modelgate && have portkey; then
+    RATIOS+=("$(goal "modelgate / Portkey throughput (goal >= 20x)" \
+        "$(calc "sprintf(\"%.1fx\", ${ROW_RPS[modelgate]} / ${ROW_RPS[portkey]})")" \
+        "$(calc "(${ROW_RPS[modelgate]} >= 20 * ${ROW_RPS[portkey]}) ? 1 : 0")")")
+else
+    RATIOS+=("modelgate / Portkey throughput (goal >= 20x)|n/a|-")
+fi
+if [ -n "${ROW_RSS0[modelgate]:-}" ]; then
+    RATIOS+=("$(goal "modelgate idle RSS (goal <= 20 MiB)" "$(mib "${ROW_RSS0[modelgate]}")" \
+        "$(calc "(${ROW_RSS0[modelgate]} <= 20 * 1024) ? 1 : 0")")")
+    RATIOS+=("modelgate RSS after the runs|$(mib "${ROW_RSS1[modelgate]:-0}")|-")
+else
+    RATIOS+=("modelgate idle RSS (goal <= 20 MiB)|n/a|-")
+fi
+
+for r in "${RATIOS[@]}"; do if [[ $r == *"|MISSED" ]]; then GOALS_MISSED=1; fi; done
+
+ROWS=()
+for t in $TARGETS; do
+    case ${ROW_STATUS[$t]:-unavailable} in
+    ok)
+        fixed=$(ms "${ROW_FIXED_US[$t]:-}")
+        if [ -n "${ROW_FIXED_NOTE[$t]:-}" ]; then
+            if [ "$fixed" = - ]; then fixed=${ROW_FIXED_NOTE[$t]}; else fixed="$fixed (${ROW_FIXED_NOTE[$t]})"; fi
+        fi
+        ROWS+=("$t|$(calc "sprintf(\"%.0f\", ${ROW_RPS[$t]})")|$(ms "${ROW_P50[$t]}")|$(ms "${ROW_P99[$t]}")|${ROW_ERR[$t]}|$fixed|$(ms "${ROW_LAG[$t]:-}")|$(mib "${ROW_RSS0[$t]}") / $(mib "${ROW_RSS1[$t]}")")
+        ;;
+    *) ROWS+=("$t|${ROW_STATUS[$t]:-unavailable}|-|-|-|-|-|- (${ROW_NOTE[$t]:-})") ;;
+    esac
+done
+
+HEAD="target|req/s|p50|p99|errors|p99 at $RATE req/s|send lag p99|RSS idle / after"
+CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)
+PK_VER=$(awk -F'"' '/"version"/ {print $4; exit}' bench/node_modules/@portkey-ai/gateway/package.json 2>/dev/null || echo "?")
+SETUP="$(nproc) cores ($CPU), $(uname -sr); $("$NGINX" -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); node $(node --version 2>/dev/null || echo '?'); Portkey gateway $PK_VER ($PORTKEY_WORKERS workers)"
+LOAD="wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s measured; fixed rate: bench/rateload, $RATE req/s open loop over $RATE_CONNS connections, ${RATE_DURATION}s measured (latency from scheduled send time)"
+
+print_table() { # '|'-separated rows on stdin -> aligned columns
+    awk -F'|' '{ rows[NR] = $0; for (i = 1; i <= NF; i++) if (length($i) > w[i]) w[i] = length($i) }
+        END { for (r = 1; r <= NR; r++) { n = split(rows[r], f, "|"); line = ""
+                for (i = 1; i <= n; i++) line = line (i < n ? sprintf("%-" w[i] + 2 "s", f[i]) : f[i])
+                print line } }'
+}
+{
+    echo
+    echo "modelgate bench — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "$SETUP"
+    echo "$LOAD"
+    [ -z "$BUSY_NOTE" ] || echo "$BUSY_NOTE"
+    echo
+    { echo "$HEAD"; printf '%s\n' "${ROWS[@]}"; } | print_table
+    echo
+    { echo "measure|value|goal"; printf '%s\n' "${RATIOS[@]}"; } | print_table
+    echo
+}
+
+md_table() { # header rows...
+    local h=$1; shift
+    local sep="|" n
+    for n in $(seq 1 "$(awk -F'|' '{print NF}' <<<"$h")"); do sep+=" --- |"; done
+    echo "| ${h//|/ | } |"
+    echo "$sep"
+    local r
+    for r in "$@"; do echo "| ${r//|/ | } |"; done
+}
+{
+    echo "# make bench — last run"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'). $SETUP."
+    echo
+    echo "Load: $LOAD. Upstream: one nginx worker returning a fixed chat.completion."
+    echo
+    [ -z "$BUSY_NOTE" ] || { echo "**$BUSY_NOTE**"; echo; }
+    md_table "$HEAD" "${ROWS[@]}"
+    echo
+    md_table "measure|value|goal" "${RATIOS[@]}"
+    echo
+    echo "Errors are non-2xx answers plus socket errors during the measured wrk run."
+    echo "\"saturated\" means the target could not sustain the fixed rate, so its p99 there is queueing time."
+    echo "\"send lag p99\" is how late the load generator itself sent requests (CPU contention on this machine); it is part of the fixed-rate p99 of every target."
+} >bench/last-run.md
+echo "bench: wrote bench/last-run.md" >&2
+
+if [ "$REQUIRE_ALL" = 1 ] && [ ${#UNAVAILABLE[@]} -gt 0 ]; then
+    echo "bench: BENCH_REQUIRE_ALL=1 and unavailable: ${UNAVAILABLE[*]}" >&2
+    exit 1
+fi
+if [ "$ENFORCE" = 1 ] && [ "$GOALS_MISSED" = 1 ]; then
+    echo "bench: BENCH_ENFORCE=1 and a goal was missed" >&2
+    exit 1
+fi
+exit 0
