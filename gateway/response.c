@@ -14,6 +14,22 @@ static void finish(mg_req *req)
 
 /* Queues the status line and headers. body_len < 0 means chunked (or
  * close-delimited for HTTP/1.0 clients). */
+static void append_uint(mg_buf *b, unsigned long long v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    mg_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+#define APPEND_LIT(b, s) mg_buf_append((b), (s), sizeof(s) - 1)
+
+/* Queues the status line and headers. body_len < 0 means chunked (or
+ * close-delimited for HTTP/1.0 clients). Built with appends rather than
+ * printf: this runs for every response. */
 static void send_head(mg_req *req, int status, const char *content_type, long long body_len,
                       const char *extra_headers)
 {
@@ -22,28 +38,39 @@ static void send_head(mg_req *req, int status, const char *content_type, long lo
     bool close = !req->http->keep_alive || mg_conn_will_close(req->conn);
     req->status = status;
     req->head_sent = true;
-    mg_buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, mg_http_status_text(status));
-    if (content_type)
-        mg_buf_printf(&h, "Content-Type: %s\r\n", content_type);
+    mg_buf_reserve(&h, 256);
+    APPEND_LIT(&h, "HTTP/1.1 ");
+    append_uint(&h, (unsigned)status);
+    mg_buf_append(&h, " ", 1);
+    mg_buf_append_str(&h, mg_http_status_text(status));
+    APPEND_LIT(&h, "\r\n");
+    if (content_type) {
+        APPEND_LIT(&h, "Content-Type: ");
+        mg_buf_append_str(&h, content_type);
+        APPEND_LIT(&h, "\r\n");
+    }
     if (body_len >= 0) {
-        mg_buf_printf(&h, "Content-Length: %lld\r\n", body_len);
+        APPEND_LIT(&h, "Content-Length: ");
+        append_uint(&h, (unsigned long long)body_len);
+        APPEND_LIT(&h, "\r\n");
     } else if (!http10) {
-        mg_buf_append_str(&h, "Transfer-Encoding: chunked\r\n");
+        APPEND_LIT(&h, "Transfer-Encoding: chunked\r\n");
         req->chunked = true;
     } else {
         close = true;   /* HTTP/1.0 has no chunked framing: the close ends the body */
     }
-    mg_buf_printf(&h, "X-Request-Id: %s\r\n", req->request_id);
-    mg_buf_append_str(&h, "Cache-Control: no-store\r\n");
+    APPEND_LIT(&h, "X-Request-Id: ");
+    mg_buf_append_str(&h, req->request_id);
+    APPEND_LIT(&h, "\r\nCache-Control: no-store\r\n");
     if (close) {
-        mg_buf_append_str(&h, "Connection: close\r\n");
+        APPEND_LIT(&h, "Connection: close\r\n");
         mg_conn_close_after_write(req->conn);
     } else if (http10) {
-        mg_buf_append_str(&h, "Connection: keep-alive\r\n");
+        APPEND_LIT(&h, "Connection: keep-alive\r\n");
     }
     if (extra_headers)
         mg_buf_append_str(&h, extra_headers);
-    mg_buf_append(&h, "\r\n", 2);
+    APPEND_LIT(&h, "\r\n");
     if (h.p)
         mg_conn_send(req->conn, h.p, h.len);
     mg_buf_free(&h);

@@ -661,6 +661,28 @@ static int listen_socket(const mg_cfg_listen *lc)
     return fd;
 }
 
+typedef struct mg_post {
+    struct mg_post *next;
+    void (*fn)(void *);
+    void *arg;
+} mg_post;
+
+mg_rc mg_worker_post(mg_worker *w, void (*fn)(void *), void *arg)
+{
+    mg_post *p = malloc(sizeof(*p));
+    if (p == NULL)
+        return MG_ENOMEM;
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&w->mu);
+    *w->posts_tail = p;
+    w->posts_tail = &p->next;
+    pthread_mutex_unlock(&w->mu);
+    mg_loop_wake(w->loop);
+    return MG_OK;
+}
+
 static void worker_apply_mailbox(void *arg)
 {
     mg_worker *w = arg;
@@ -668,7 +690,17 @@ static void worker_apply_mailbox(void *arg)
     mg_snapshot *snap = w->pending_snap;
     w->pending_snap = NULL;
     bool drain = w->drain_requested, stop = w->stop_requested;
+    mg_post *posts = w->posts;
+    w->posts = NULL;
+    w->posts_tail = &w->posts;
     pthread_mutex_unlock(&w->mu);
+
+    while (posts) {
+        mg_post *next = posts->next;
+        posts->fn(posts->arg);
+        free(posts);
+        posts = next;
+    }
 
     if (snap) {
         mg_snapshot_unref(w->snap);
@@ -722,6 +754,8 @@ static mg_rc worker_init(mg_worker *w, int id, mg_snapshot *snap)
 {
     w->id = id;
     pthread_mutex_init(&w->mu, NULL);
+    w->posts = NULL;
+    w->posts_tail = &w->posts;
     w->loop = mg_loop_new();
     w->snap = mg_snapshot_ref(snap);
     w->metrics = mg_metrics_new();
@@ -761,6 +795,11 @@ static void worker_free(mg_worker *w)
     mg_metrics_free(w->metrics);
     mg_snapshot_unref(w->snap);
     mg_snapshot_unref(w->pending_snap);
+    while (w->posts) {   /* completions that came after the loop stopped */
+        mg_post *next = w->posts->next;
+        free(w->posts);
+        w->posts = next;
+    }
     mg_loop_free(w->loop);
     pthread_mutex_destroy(&w->mu);
 }

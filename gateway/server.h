@@ -37,6 +37,8 @@ struct mg_worker {
     mg_snapshot *pending_snap;
     bool drain_requested;
     bool stop_requested;
+    struct mg_post *posts;         /* completions from other threads (FIFO) */
+    struct mg_post **posts_tail;
 
     bool draining;
     mg_conn *conns;                /* doubly linked list of open connections */
@@ -56,6 +58,11 @@ struct mg_worker {
  * and blocks until shutdown: SIGHUP reloads cfg_path, SIGTERM/SIGINT drain.
  * Returns the process exit code. */
 int mg_server_run(const char *cfg_path, mg_snapshot *snap);
+
+/* Runs fn(arg) on worker w's loop thread soon (thread-safe). This is how
+ * work done elsewhere (auth pool, database thread) hands its result back to
+ * the loop that owns the request. Returns MG_ENOMEM if it could not queue. */
+mg_rc mg_worker_post(mg_worker *w, void (*fn)(void *), void *arg);
 
 /* For /metrics: snapshot of process-wide gauges. */
 size_t mg_server_open_connections(void);
