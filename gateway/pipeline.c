@@ -13,6 +13,7 @@
  * every stage before it. */
 static const mg_stage request_stages[] = {
     {"authenticate", mg_auth_stage},
+    {"parse", mg_router_parse_stage},
     {"authorize", mg_policy_authorize_stage},
     {"filter_input", mg_policy_filter_input_stage},
     {"limits", mg_policy_limits_stage},

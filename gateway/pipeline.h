@@ -37,6 +37,7 @@ typedef enum mg_api {
     MG_API_CHAT,          /* POST /v1/chat/completions (OpenAI) */
     MG_API_EMBEDDINGS,    /* POST /v1/embeddings (OpenAI) */
     MG_API_MODELS,        /* GET /v1/models */
+    MG_API_MESSAGES,      /* POST /v1/messages (Anthropic surface, canonical chat inside) */
 } mg_api;
 
 /* Who is calling. Filled by the authenticate stage. */
@@ -95,6 +96,9 @@ struct mg_req {
     uint64_t bytes_in, bytes_out;
 
     mg_upstream *up;            /* upstream transfer, when forwarding */
+
+    const struct mg_surface_ops *surface; /* NULL: the client speaks OpenAI */
+    void *surface_state;        /* the surface's stream state (pool) */
 };
 
 typedef struct mg_stage {
@@ -114,6 +118,7 @@ void mg_pipeline_record(mg_req *req);
 
 /* Stage implementations (each in its module). */
 mg_stage_rc mg_auth_stage(mg_req *req);           /* auth/ */
+mg_stage_rc mg_router_parse_stage(mg_req *req);   /* gateway/router.c: JSON body, surface */
 mg_stage_rc mg_policy_authorize_stage(mg_req *req); /* policy/ */
 mg_stage_rc mg_policy_filter_input_stage(mg_req *req);
 mg_stage_rc mg_policy_limits_stage(mg_req *req);

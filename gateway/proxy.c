@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "route.h"
 #include "router.h"
+#include "surface.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,9 +333,13 @@ bool mg_proxy_any_provider_usable(const mg_snapshot *snap)
 static void stream_error_event(mg_upstream *up, const char *code, const char *message)
 {
     mg_buf b = {0};
-    mg_buf_append_str(&b, "data: {\"error\":{\"message\":");
-    mg_buf_append_json_str(&b, message, strlen(message));
-    mg_buf_printf(&b, ",\"type\":\"upstream_error\",\"code\":\"%s\"}}\n\n", code);
+    if (up->req->surface) {
+        up->req->surface->stream_error(up->req, code, message, &b);
+    } else {
+        mg_buf_append_str(&b, "data: {\"error\":{\"message\":");
+        mg_buf_append_json_str(&b, message, strlen(message));
+        mg_buf_printf(&b, ",\"type\":\"upstream_error\",\"code\":\"%s\"}}\n\n", code);
+    }
     if (b.p)
         mg_req_stream_write(up->req, b.p, b.len);
     mg_buf_free(&b);
@@ -378,7 +383,19 @@ static void relay_events(mg_upstream *up, bool at_end)
             up->stream_done = true;
             break;
         }
-        mg_req_stream_write(req, up->out.p, up->out.len);
+        if (req->surface && up->out.len) {
+            mg_buf client = {0};
+            if (req->surface->stream(req, up->out.p, up->out.len, &client) != MG_OK) {
+                mg_buf_free(&client);
+                stream_error_event(up, "upstream_error", "the stream could not be translated");
+                up->stream_done = true;
+                break;
+            }
+            mg_req_stream_write(req, client.p, client.len);
+            mg_buf_free(&client);
+        } else {
+            mg_req_stream_write(req, up->out.p, up->out.len);
+        }
         if (rc == MG_DONE)
             up->stream_done = true;
     }
@@ -638,6 +655,18 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
                              req->error_code ? req->error_code : "content_blocked",
                              "the reply was stopped by a content filter", 0);
         return;
+    }
+    if (req->surface) {
+        mg_buf client = {0};
+        if (req->surface->reply(req, out.p ? out.p : "", out.len, &client) != MG_OK) {
+            mg_buf_free(&client);
+            mg_buf_free(&out);
+            mg_req_respond_error(req, 502, "upstream_error", "upstream_error",
+                                 "the reply could not be translated", 0);
+            return;
+        }
+        mg_buf_free(&out);
+        out = client;
     }
     mg_req_respond(req, 200, "application/json", out.p ? out.p : "", out.len, NULL);
     mg_buf_free(&out);

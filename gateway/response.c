@@ -3,6 +3,7 @@
  */
 #include "router.h"
 #include "server.h"
+#include "surface.h"
 
 #include <stdio.h>
 
@@ -98,6 +99,10 @@ void mg_req_respond_error(mg_req *req, int status, const char *type, const char 
     mg_buf b = {0};
     char extra[64] = "";
     req->error_code = code;
+    if (req->surface) {
+        req->surface->error(&b, status, type, code, message);
+        goto send;
+    }
     mg_buf_append_str(&b, "{\"error\":{\"message\":");
     mg_buf_append_json_str(&b, message, strlen(message));
     mg_buf_append_str(&b, ",\"type\":");
@@ -108,6 +113,7 @@ void mg_req_respond_error(mg_req *req, int status, const char *type, const char 
     else
         mg_buf_append_str(&b, "null");
     mg_buf_append_str(&b, "}}");
+send:
     if (retry_after_s > 0)
         snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry_after_s);
     const char *more = extra;

@@ -4,6 +4,7 @@
 #include "router.h"
 
 #include "json.h"
+#include "surface.h"
 
 #include "log.h"
 #include "metrics.h"
@@ -29,6 +30,7 @@ static void route_metrics(mg_req *req);
 static const mg_route routes[] = {
     {MG_HTTP_POST, "/v1/chat/completions", "chat", MG_API_CHAT, NULL},
     {MG_HTTP_POST, "/v1/embeddings", "embeddings", MG_API_EMBEDDINGS, NULL},
+    {MG_HTTP_POST, "/v1/messages", "messages", MG_API_MESSAGES, NULL},
     {MG_HTTP_GET, "/v1/models", "models", MG_API_MODELS, NULL},
     {MG_HTTP_GET, "/healthz", "healthz", MG_API_NONE, route_healthz},
     {MG_HTTP_GET, "/readyz", "readyz", MG_API_NONE, route_readyz},
@@ -286,7 +288,7 @@ static bool parse_body(mg_req *req)
         return false;
     }
     req->stream = cJSON_IsTrue(stream);
-    if (req->stream && req->api != MG_API_CHAT) {
+    if (req->stream && req->api != MG_API_CHAT && req->api != MG_API_MESSAGES) {
         mg_req_respond_error(req, 400, "invalid_request_error", "invalid_value",
                              "\"stream\" is not supported on this endpoint", 0);
         return false;
@@ -349,10 +351,36 @@ void mg_router_dispatch(mg_req *req)
         found->local(req);
         return;
     }
-    if (h->method == MG_HTTP_POST && !parse_body(req))
-        return;
+    if (found->api == MG_API_MESSAGES)
+        req->surface = &mg_surface_anthropic;   /* errors from here on in its shape */
     req->next_stage = 0;
     mg_pipeline_run(req);
+}
+
+/* The parse stage: runs after authentication, so an unauthenticated caller
+ * never makes the gateway parse a large body. */
+mg_stage_rc mg_router_parse_stage(mg_req *req)
+{
+    if (req->http->method != MG_HTTP_POST)
+        return MG_STAGE_NEXT;
+    if (!parse_body(req))
+        return MG_STAGE_RESPONDED;
+    if (req->surface) {
+        /* Policy and adapters see the canonical (OpenAI chat) form only. */
+        char err[200] = "";
+        mg_rc rc = req->surface->request(req, err, sizeof(err));
+        if (rc == MG_ENOMEM) {
+            mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+            return MG_STAGE_RESPONDED;
+        }
+        if (rc != MG_OK) {
+            mg_req_respond_error(req, 400, "invalid_request_error", "unsupported_request",
+                                 err[0] ? err : "the request cannot be translated", 0);
+            return MG_STAGE_RESPONDED;
+        }
+        req->api = MG_API_CHAT;
+    }
+    return MG_STAGE_NEXT;
 }
 
 static void route_healthz(mg_req *req)
