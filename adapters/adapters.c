@@ -4,9 +4,19 @@
 #include "adapter.h"
 
 extern const mg_adapter_ops mg_adapter_openai;
+extern const mg_adapter_ops mg_adapter_azure;
+extern const mg_adapter_ops mg_adapter_anthropic;
+extern const mg_adapter_ops mg_adapter_ollama;
+extern const mg_adapter_ops mg_adapter_gemini;
+extern const mg_adapter_ops mg_adapter_bedrock;
 
 static const mg_adapter_ops *const adapters[] = {
     &mg_adapter_openai,
+    &mg_adapter_azure,
+    &mg_adapter_anthropic,
+    &mg_adapter_ollama,
+    &mg_adapter_gemini,
+    &mg_adapter_bedrock,
 };
 
 const mg_adapter_ops *mg_adapter_find(const char *type)

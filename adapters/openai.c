@@ -9,24 +9,20 @@
  *
  * SPDX-License-Identifier: Apache-2.0
  */
-#include "adapter.h"
+#include "adapters/openai_common.h"
+#include "adapters/translate.h"
 
 #include <stdio.h>
 
-static mg_rc add_header(struct curl_slist **list, const char *h)
+const char *mg_openai_path(const mg_req *req)
 {
-    struct curl_slist *n = curl_slist_append(*list, h);
-    if (n == NULL)
-        return MG_ENOMEM;
-    *list = n;
-    return MG_OK;
+    return req->api == MG_API_CHAT ? "/chat/completions"
+           : req->api == MG_API_EMBEDDINGS ? "/embeddings" : NULL;
 }
 
-static mg_rc openai_build(mg_req *req, mg_upstream_request *out, char *err, size_t errsz)
+mg_rc mg_openai_build_body(mg_req *req, mg_upstream_request *out, char *err, size_t errsz)
 {
-    const char *path = req->api == MG_API_CHAT ? "/chat/completions"
-                       : req->api == MG_API_EMBEDDINGS ? "/embeddings" : NULL;
-    if (path == NULL) {
+    if (mg_openai_path(req) == NULL) {
         snprintf(err, errsz, "this endpoint cannot be forwarded to an OpenAI-compatible provider");
         return MG_ERR;
     }
@@ -46,32 +42,37 @@ static mg_rc openai_build(mg_req *req, mg_upstream_request *out, char *err, size
         if (cJSON_AddTrueToObject(so, "include_usage") == NULL)
             return MG_ENOMEM;
     }
-    char *json = cJSON_PrintUnformatted(body);
-    if (json == NULL)
-        return MG_ENOMEM;
-    mg_rc rc = mg_buf_append(&out->body, json, strlen(json));
-    cJSON_free(json);
+    out->method = "POST";
+    out->stream = req->stream;
+    return mg_adapter_set_body(out, body);
+}
+
+mg_rc mg_openai_common_headers(const mg_req *req, mg_upstream_request *out)
+{
+    mg_rc rc = mg_adapter_add_header(&out->headers, "Content-Type: application/json");
+    if (rc == MG_OK)
+        rc = mg_adapter_add_header(&out->headers,
+                                   req->stream ? "Accept: text/event-stream" : "Accept: application/json");
+    /* curl would add "Expect: 100-continue" for large bodies: one more round trip. */
+    if (rc == MG_OK)
+        rc = mg_adapter_add_header(&out->headers, "Expect:");
+    return rc;
+}
+
+static mg_rc openai_build(mg_req *req, mg_upstream_request *out, char *err, size_t errsz)
+{
+    mg_rc rc = mg_openai_build_body(req, out, err, errsz);
     if (rc != MG_OK)
         return rc;
     const mg_cfg_provider *p = req->provider;
-    if (mg_buf_printf(&out->url, "%s%s", p->base_url, path) != MG_OK)
+    if (mg_buf_printf(&out->url, "%s%s", p->base_url, mg_openai_path(req)) != MG_OK)
         return MG_ENOMEM;
-    out->method = "POST";
-    out->stream = req->stream;
-    char auth[1024];
-    rc = add_header(&out->headers, "Content-Type: application/json");
-    if (rc == MG_OK)
-        rc = add_header(&out->headers, req->stream ? "Accept: text/event-stream" : "Accept: application/json");
+    rc = mg_openai_common_headers(req, out);
     if (rc == MG_OK && p->api_key) {
-        if ((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", p->api_key) >= sizeof(auth)) {
+        rc = mg_adapter_add_headerf(&out->headers, "Authorization: Bearer %s", p->api_key);
+        if (rc == MG_ERR)
             snprintf(err, errsz, "provider credential too long");
-            return MG_ERR;
-        }
-        rc = add_header(&out->headers, auth);
     }
-    /* curl would add "Expect: 100-continue" for large bodies: one more round trip. */
-    if (rc == MG_OK)
-        rc = add_header(&out->headers, "Expect:");
     return rc;
 }
 
@@ -87,7 +88,7 @@ static void take_usage(mg_req *req, const cJSON *usage)
         req->usage.completion_tokens = 0;
 }
 
-static mg_rc openai_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
+mg_rc mg_openai_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
 {
     cJSON *j = cJSON_ParseWithLength(body, len);
     if (!cJSON_IsObject(j)) {
@@ -114,7 +115,7 @@ static mg_rc openai_reply(mg_req *req, const char *body, size_t len, mg_buf *out
     return mg_buf_append(out, body, len);
 }
 
-static mg_rc openai_stream_event(mg_req *req, mg_str ev, mg_buf *out)
+mg_rc mg_openai_stream_event(mg_req *req, mg_str ev, mg_buf *out)
 {
     /* Join the event's data: lines; ignore comments, ids and event names. */
     mg_buf data = {0};
@@ -173,7 +174,7 @@ static mg_rc openai_stream_event(mg_req *req, mg_str ev, mg_buf *out)
 const mg_adapter_ops mg_adapter_openai = {
     .type = "openai",
     .build = openai_build,
-    .reply = openai_reply,
-    .stream_event = openai_stream_event,
+    .reply = mg_openai_reply,
+    .stream_event = mg_openai_stream_event,
     .stream_content_type = "text/event-stream",
 };

@@ -254,6 +254,9 @@ void mg_config_free(mg_config *cfg)
         free(p->api_key);
         free(p->api_version);
         free(p->region);
+        free(p->aws_access_key_id);
+        free(p->aws_secret_access_key);
+        free(p->aws_session_token);
         free(p->tls_ca);
     }
     free(cfg->providers);
@@ -1298,6 +1301,16 @@ static void check_provider(cf_ctx *c, yaml_node_t *map, void *base)
         cf_err_key(c, map, "type", "azure needs api_version (e.g. 2024-10-21)");
     if (p->type && strcmp(p->type, "bedrock") == 0 && p->region == NULL)
         cf_err_key(c, map, "type", "bedrock needs region (e.g. us-east-1)");
+    if ((p->aws_access_key_id == NULL) != (p->aws_secret_access_key == NULL))
+        cf_err_key(c, map, p->aws_access_key_id ? "aws_access_key_id" : "aws_secret_access_key",
+                   "aws_access_key_id and aws_secret_access_key go together");
+    if (p->aws_session_token && p->aws_access_key_id == NULL)
+        cf_err_key(c, map, "aws_session_token", "needs aws_access_key_id and aws_secret_access_key");
+    if ((p->aws_access_key_id || p->aws_session_token) && p->type && strcmp(p->type, "bedrock") != 0)
+        cf_err_key(c, map, "type", "aws_* credentials are only used by bedrock providers");
+    if (p->type && strcmp(p->type, "bedrock") == 0 && p->api_key == NULL && p->aws_access_key_id == NULL)
+        cf_err_key(c, map, "type", "bedrock needs aws_access_key_id and aws_secret_access_key, or api_key "
+                                   "(a Bedrock API key)");
 }
 
 static void check_deployment(cf_ctx *c, yaml_node_t *map, void *base)
@@ -1422,6 +1435,9 @@ static const cf_key provider_keys[] = {
     {.name = "api_key", .type = CF_STR, .flags = CF_SECRET, FLD(mg_cfg_provider, api_key)},
     {.name = "api_version", .type = CF_STR, FLD(mg_cfg_provider, api_version)},
     {.name = "region", .type = CF_STR, FLD(mg_cfg_provider, region)},
+    {.name = "aws_access_key_id", .type = CF_STR, .flags = CF_SECRET, FLD(mg_cfg_provider, aws_access_key_id)},
+    {.name = "aws_secret_access_key", .type = CF_STR, .flags = CF_SECRET, FLD(mg_cfg_provider, aws_secret_access_key)},
+    {.name = "aws_session_token", .type = CF_STR, .flags = CF_SECRET, FLD(mg_cfg_provider, aws_session_token)},
     {.name = "tls_ca", .type = CF_FILE, FLD(mg_cfg_provider, tls_ca)},
     {.name = "max_concurrency", .type = CF_INT, INTW(mg_cfg_provider, max_concurrency), .min = 0,
      .max = 1000000},

@@ -37,6 +37,9 @@ typedef struct mg_cfg_provider {
     char *api_key;                 /* NULL if none (local models) */
     char *api_version;             /* azure; NULL otherwise */
     char *region;                  /* bedrock; NULL otherwise */
+    char *aws_access_key_id;       /* bedrock SigV4 credentials (secrets); NULL if unset */
+    char *aws_secret_access_key;
+    char *aws_session_token;       /* temporary credentials only */
     char *tls_ca;                  /* extra CA bundle file for this upstream, or NULL */
     int max_concurrency;           /* 0 = unlimited */
 } mg_cfg_provider;

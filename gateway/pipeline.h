@@ -99,6 +99,7 @@ struct mg_req {
 
     const struct mg_surface_ops *surface; /* NULL: the client speaks OpenAI */
     void *surface_state;        /* the surface's stream state (pool) */
+    struct cJSON *adapter_state; /* the adapter's stream state (pool; reset per attempt) */
 };
 
 typedef struct mg_stage {

@@ -250,6 +250,8 @@ static void attempt_reset(mg_upstream *up)
     mg_buf_free(&up->resp);
     mg_buf_free(&up->events);
     mg_buf_free(&up->out);
+    if (up->req)
+        up->req->adapter_state = NULL;   /* a new attempt streams from scratch */
     up->status = 0;
     up->headers_done = up->is_stream = up->ndjson = up->stream_done = false;
     up->paused = up->timed_out = up->too_large = up->backoff = false;
@@ -346,6 +348,32 @@ static void stream_error_event(mg_upstream *up, const char *code, const char *me
     up->req->error_code = code;
 }
 
+/* Writes canonical bytes to the client, through the surface if there is
+ * one. False if the surface could not translate them. */
+static bool relay_out(mg_upstream *up, const char *p, size_t n)
+{
+    mg_req *req = up->req;
+    if (req->surface == NULL) {
+        mg_req_stream_write(req, p, n);
+        return true;
+    }
+    mg_buf client = {0};
+    bool ok = req->surface->stream(req, p, n, &client) == MG_OK;
+    if (ok)
+        mg_req_stream_write(req, client.p, client.len);
+    mg_buf_free(&client);
+    return ok;
+}
+
+/* The provider closed the stream cleanly but never sent its final event:
+ * end the canonical stream so clients see a proper end. */
+static void stream_terminate(mg_upstream *up)
+{
+    static const char done[] = "data: [DONE]\n\n";
+    relay_out(up, done, sizeof(done) - 1);
+    up->stream_done = true;
+}
+
 /* Splits buffered stream bytes into events and relays each one. At the end
  * of the stream, a last event without its terminator is relayed too. */
 static void relay_events(mg_upstream *up, bool at_end)
@@ -364,7 +392,9 @@ static void relay_events(mg_upstream *up, bool at_end)
             break;
         }
         if (used == 0) {
-            if (!at_end || up->ops->next_event)
+            /* A text event cut off by the end of the stream is still an
+             * event; a partial binary frame is not. */
+            if (!at_end || (next != mg_adapter_next_line && next != mg_adapter_next_sse_event))
                 break;
             ev = mg_str_make(up->events.p + off, up->events.len - off);
             used = ev.n;
@@ -383,18 +413,10 @@ static void relay_events(mg_upstream *up, bool at_end)
             up->stream_done = true;
             break;
         }
-        if (req->surface && up->out.len) {
-            mg_buf client = {0};
-            if (req->surface->stream(req, up->out.p, up->out.len, &client) != MG_OK) {
-                mg_buf_free(&client);
-                stream_error_event(up, "upstream_error", "the stream could not be translated");
-                up->stream_done = true;
-                break;
-            }
-            mg_req_stream_write(req, client.p, client.len);
-            mg_buf_free(&client);
-        } else {
-            mg_req_stream_write(req, up->out.p, up->out.len);
+        if (up->out.len && !relay_out(up, up->out.p, up->out.len)) {
+            stream_error_event(up, "upstream_error", "the stream could not be translated");
+            up->stream_done = true;
+            break;
         }
         if (rc == MG_DONE)
             up->stream_done = true;
@@ -519,7 +541,11 @@ static void answer_upstream_error(mg_req *req, mg_upstream *up)
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
         if (cJSON_IsString(m))
-            pmsg = m->valuestring;
+            pmsg = m->valuestring;                 /* OpenAI, Anthropic, Gemini */
+        else if (cJSON_IsString(e))
+            pmsg = e->valuestring;                 /* Ollama: {"error": "..."} */
+        else if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "message")))
+            pmsg = cJSON_GetObjectItemCaseSensitive(j, "message")->valuestring;   /* Bedrock */
         snprintf(msg, sizeof(msg), "the model provider refused the request (HTTP %ld)%s%.120s", st,
                  pmsg ? ": " : "", pmsg ? pmsg : "");
         cJSON_Delete(j);
@@ -611,6 +637,8 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
                 stream_error_event(up, "upstream_timeout", "the model provider stopped responding");
             else if (result != CURLE_OK)
                 stream_error_event(up, "upstream_error", "the model provider's stream broke off");
+            else
+                stream_terminate(up);   /* ended cleanly but without its final event */
         }
         estimate_usage(req);
         upstream_free(up);

@@ -110,7 +110,8 @@ static const char full_yaml[] =
     "    tls_ca: ca.pem\n"
     "    max_concurrency: 16\n"
     "  az: { type: azure, base_url: \"https://x.openai.azure.com\", api_key: k, api_version: 2024-10-21 }\n"
-    "  br: { type: bedrock, base_url: \"https://bedrock-runtime.us-east-1.amazonaws.com\", region: us-east-1 }\n"
+    "  br: { type: bedrock, base_url: \"https://bedrock-runtime.us-east-1.amazonaws.com\", region: us-east-1,\n"
+    "        aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: s3cr3t }\n"
     "  local: { type: ollama, base_url: \"http://127.0.0.1:11434\" }\n"
     "models:\n"
     "  - name: gpt-4o-mini\n"
@@ -211,6 +212,9 @@ T_TEST(full_config_loads_every_section)
     T_CHECK(p && strcmp(p->api_version, "2024-10-21") == 0);
     p = mg_config_provider(cfg, "br");
     T_CHECK(p && strcmp(p->region, "us-east-1") == 0 && p->api_key == NULL);
+    T_CHECK(p && p->aws_access_key_id && strcmp(p->aws_access_key_id, "AKIDEXAMPLE") == 0 &&
+            p->aws_secret_access_key && strcmp(p->aws_secret_access_key, "s3cr3t") == 0 &&
+            p->aws_session_token == NULL);
     T_CHECK(mg_config_provider(cfg, "nope") == NULL);
 
     T_EQ_INT(cfg->nmodels, 3);
@@ -594,6 +598,8 @@ T_TEST(provider_checks)
                   "bedrock, ollama\n"
                   "t.yaml:5:14: providers.b.type: azure needs api_version (e.g. 2024-10-21)\n"
                   "t.yaml:6:14: providers.c.type: bedrock needs region (e.g. us-east-1)\n"
+                  "t.yaml:6:14: providers.c.type: bedrock needs aws_access_key_id and aws_secret_access_key, "
+                  "or api_key (a Bedrock API key)\n"
                   "t.yaml:7:53: providers.d.tls_ca: cannot read file \"nope.pem\": No such file or directory\n"
                   "t.yaml:7:80: providers.d.max_concurrency: must be from 0 to 1000000\n"
                   "t.yaml:8:6: providers.e: missing required key \"type\"\n");

@@ -1,0 +1,495 @@
+/* modelgate — Ollama's native API (POST {base_url}/api/chat, /api/embed).
+ *
+ * (Ollama's OpenAI-compatible /v1 works with type openai too; the native
+ * API is for installations that want the native options and token counts.)
+ * Sampling parameters go into `options` (num_predict = max tokens),
+ * response_format json_object becomes format "json" and json_schema
+ * format = the schema; images must be base64 data: URLs (Ollama takes a
+ * list of base64 images per message, no URLs). Streams are NDJSON: one JSON
+ * object per line, the last with "done": true and the token counts.
+ * `stream` is always sent explicitly: Ollama streams by default.
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "adapters/translate.h"
+
+#include <stdio.h>
+
+/* `user` is accepted and not sent (Ollama has no end-user field). */
+static const char *const chat_fields[] = {
+    "model", "messages", "stream", "stream_options", "user", "temperature", "top_p", "max_tokens",
+    "max_completion_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "response_format",
+    "tools", "tool_choice", "n", NULL};
+static const char *const message_fields[] = {"role", "content", "name", "tool_calls", "tool_call_id",
+                                             "refusal", NULL};
+static const char *const embed_fields[] = {"model", "input", "encoding_format", "dimensions", "user", NULL};
+
+static mg_rc user_content(const cJSON *content, cJSON *msg, char *err, size_t errsz)
+{
+    if (cJSON_IsString(content) || content == NULL || cJSON_IsNull(content))
+        return cJSON_AddStringToObject(msg, "content", cJSON_IsString(content) ? content->valuestring : "")
+                   ? MG_OK : MG_ENOMEM;
+    if (!cJSON_IsArray(content)) {
+        snprintf(err, errsz, "message content must be a string or an array of parts");
+        return MG_ERR;
+    }
+    mg_buf text = {0};
+    cJSON *images = cJSON_CreateArray();
+    mg_rc rc = images ? MG_OK : MG_ENOMEM;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, content) {
+        if (rc != MG_OK)
+            break;
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const char *t = cJSON_IsString(type) ? type->valuestring : "";
+        const cJSON *txt = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (strcmp(t, "text") == 0 && cJSON_IsString(txt)) {
+            /* One string per message: parts are joined by a newline. */
+            if (text.len)
+                rc = mg_buf_append(&text, "\n", 1);
+            if (rc == MG_OK)
+                rc = mg_buf_append_str(&text, txt->valuestring);
+        } else if (strcmp(t, "image_url") == 0) {
+            const cJSON *iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
+            const cJSON *url = cJSON_IsString(iu) ? iu : cJSON_GetObjectItemCaseSensitive(iu, "url");
+            mg_str mt, data;
+            if (!cJSON_IsString(url) || !mg_adapter_parse_data_url(url->valuestring, &mt, &data)) {
+                snprintf(err, errsz, "ollama models take images only as base64 data: URLs");
+                rc = MG_ERR;
+            } else if (!cJSON_AddItemToArray(images, cJSON_CreateString(data.p))) {
+                rc = MG_ENOMEM;
+            }
+        } else {
+            snprintf(err, errsz, "content part type \"%.40s\" is not supported by ollama models", t);
+            rc = MG_ERR;
+        }
+    }
+    if (rc == MG_OK && mg_buf_reserve(&text, 1) == MG_OK) {
+        text.p[text.len] = '\0';
+        if (!cJSON_AddStringToObject(msg, "content", text.p))
+            rc = MG_ENOMEM;
+    }
+    if (rc == MG_OK && cJSON_GetArraySize(images) > 0) {
+        if (!cJSON_AddItemToObject(msg, "images", images))
+            rc = MG_ENOMEM;
+        else
+            images = NULL;
+    }
+    cJSON_Delete(images);
+    mg_buf_free(&text);
+    return rc;
+}
+
+static mg_rc assistant_tool_calls(const cJSON *calls, cJSON *msg, char *err, size_t errsz)
+{
+    if (calls == NULL || cJSON_IsNull(calls) || cJSON_GetArraySize(calls) == 0)
+        return MG_OK;
+    cJSON *out = cJSON_AddArrayToObject(msg, "tool_calls");
+    if (out == NULL)
+        return MG_ENOMEM;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, calls) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        if (!cJSON_IsString(name) || !cJSON_IsString(args)) {
+            snprintf(err, errsz, "tool_calls need function.name and function.arguments");
+            return MG_ERR;
+        }
+        cJSON *a = args->valuestring[0] ? cJSON_Parse(args->valuestring) : cJSON_CreateObject();
+        if (!cJSON_IsObject(a)) {
+            cJSON_Delete(a);
+            snprintf(err, errsz, "tool call arguments must be a JSON object for ollama models");
+            return MG_ERR;
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON *f = o ? cJSON_AddObjectToObject(o, "function") : NULL;
+        if (f == NULL || !cJSON_AddItemToArray(out, o)) {
+            cJSON_Delete(a);
+            cJSON_Delete(o);
+            return MG_ENOMEM;
+        }
+        if (!cJSON_AddStringToObject(f, "name", name->valuestring) || !cJSON_AddItemToObject(f, "arguments", a)) {
+            cJSON_Delete(a);
+            return MG_ENOMEM;
+        }
+    }
+    return MG_OK;
+}
+
+static mg_rc translate_messages(const cJSON *msgs, cJSON *body, char *err, size_t errsz)
+{
+    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
+        snprintf(err, errsz, "messages must be a non-empty array");
+        return MG_ERR;
+    }
+    cJSON *out = cJSON_AddArrayToObject(body, "messages");
+    if (out == NULL)
+        return MG_ENOMEM;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs) {
+        mg_rc rc = mg_adapter_check_fields(m, message_fields, "message", "ollama", err, errsz);
+        if (rc != MG_OK)
+            return rc;
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const char *r = cJSON_IsString(role) ? role->valuestring : "";
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL || !cJSON_AddItemToArray(out, o))
+            return MG_ENOMEM;
+        if (strcmp(r, "developer") == 0)
+            r = "system";
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0 &&
+            strcmp(r, "tool") != 0) {
+            snprintf(err, errsz, "message role \"%.20s\" is not supported by ollama models", r);
+            return MG_ERR;
+        }
+        if (!cJSON_AddStringToObject(o, "role", r))
+            return MG_ENOMEM;
+        if (strcmp(r, "user") == 0) {
+            rc = user_content(content, o, err, errsz);
+        } else {
+            mg_buf text = {0};
+            rc = mg_adapter_text_content(content, r, &text, err, errsz);
+            if (rc == MG_OK && !cJSON_AddStringToObject(o, "content", text.p))
+                rc = MG_ENOMEM;
+            mg_buf_free(&text);
+        }
+        if (rc == MG_OK && strcmp(r, "assistant") == 0)
+            rc = assistant_tool_calls(cJSON_GetObjectItemCaseSensitive(m, "tool_calls"), o, err, errsz);
+        if (rc == MG_OK && strcmp(r, "tool") == 0) {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
+            const char *name = cJSON_IsString(id) ? mg_adapter_tool_name(msgs, m, id->valuestring) : NULL;
+            if (name && !cJSON_AddStringToObject(o, "tool_name", name))
+                rc = MG_ENOMEM;
+        }
+        if (rc != MG_OK)
+            return rc;
+    }
+    return MG_OK;
+}
+
+static mg_rc translate_format(const cJSON *json, cJSON *body, char *err, size_t errsz)
+{
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(json, "response_format");
+    if (rf == NULL || cJSON_IsNull(rf))
+        return MG_OK;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    const char *t = cJSON_IsString(type) ? type->valuestring : "";
+    if (strcmp(t, "text") == 0)
+        return MG_OK;
+    if (strcmp(t, "json_object") == 0)
+        return cJSON_AddStringToObject(body, "format", "json") ? MG_OK : MG_ENOMEM;
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rf, "json_schema"), "schema");
+    if (strcmp(t, "json_schema") == 0 && cJSON_IsObject(schema)) {
+        cJSON *s = cJSON_Duplicate(schema, true);
+        if (s == NULL || !cJSON_AddItemToObject(body, "format", s)) {
+            cJSON_Delete(s);
+            return MG_ENOMEM;
+        }
+        return MG_OK;
+    }
+    snprintf(err, errsz, "response_format must be text, json_object or json_schema with a schema");
+    return MG_ERR;
+}
+
+static mg_rc translate_tools(const cJSON *json, cJSON *body, char *err, size_t errsz)
+{
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(json, "tool_choice");
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(json, "tools");
+    bool none = cJSON_IsString(tc) && strcmp(tc->valuestring, "none") == 0;
+    if (tc && !cJSON_IsNull(tc) && !none && !(cJSON_IsString(tc) && strcmp(tc->valuestring, "auto") == 0)) {
+        snprintf(err, errsz, "ollama models only support tool_choice auto or none");
+        return MG_ERR;
+    }
+    /* tool_choice none: the model must not call tools, so it is not told
+     * about them. */
+    if (tools == NULL || cJSON_IsNull(tools) || none)
+        return MG_OK;
+    const cJSON *t;
+    bool ok = cJSON_IsArray(tools);
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+        ok = ok && cJSON_IsString(type) && strcmp(type->valuestring, "function") == 0;
+    }
+    if (!ok) {
+        snprintf(err, errsz, "only function tools are supported by ollama models");
+        return MG_ERR;
+    }
+    /* Ollama takes OpenAI's tool shape as is. */
+    cJSON *copy = cJSON_Duplicate(tools, true);
+    if (copy == NULL || !cJSON_AddItemToObject(body, "tools", copy)) {
+        cJSON_Delete(copy);
+        return MG_ENOMEM;
+    }
+    return MG_OK;
+}
+
+static mg_rc chat_body(mg_req *req, cJSON *body, char *err, size_t errsz)
+{
+    const cJSON *json = req->json;
+    mg_rc rc = mg_adapter_check_fields(json, chat_fields, "request", "ollama", err, errsz);
+    if (rc == MG_OK)
+        rc = mg_adapter_check_n(json, "ollama", err, errsz);
+    if (rc != MG_OK)
+        return rc;
+    if (!cJSON_AddStringToObject(body, "model", req->deployment->model))
+        return MG_ENOMEM;
+    rc = translate_messages(cJSON_GetObjectItemCaseSensitive(json, "messages"), body, err, errsz);
+    if (rc != MG_OK)
+        return rc;
+    if (!cJSON_AddBoolToObject(body, "stream", req->stream))
+        return MG_ENOMEM;
+    cJSON *opt = cJSON_CreateObject();
+    if (opt == NULL)
+        return MG_ENOMEM;
+    int64_t max_tokens;
+    rc = mg_adapter_max_tokens(json, -1, &max_tokens, err, errsz);
+    if (rc == MG_OK && max_tokens > 0 && !cJSON_AddNumberToObject(opt, "num_predict", (double)max_tokens))
+        rc = MG_ENOMEM;
+    if (rc == MG_OK)
+        rc = mg_adapter_copy_number(json, "temperature", opt, "temperature", 0, 2, err, errsz);
+    if (rc == MG_OK)
+        rc = mg_adapter_copy_number(json, "top_p", opt, "top_p", 0, 1, err, errsz);
+    if (rc == MG_OK)
+        rc = mg_adapter_copy_number(json, "seed", opt, "seed", -9.2e18, 9.2e18, err, errsz);
+    if (rc == MG_OK)
+        rc = mg_adapter_copy_number(json, "presence_penalty", opt, "presence_penalty", -2, 2, err, errsz);
+    if (rc == MG_OK)
+        rc = mg_adapter_copy_number(json, "frequency_penalty", opt, "frequency_penalty", -2, 2, err, errsz);
+    cJSON *stop = NULL;
+    if (rc == MG_OK)
+        rc = mg_adapter_stop_list(json, &stop, err, errsz);
+    if (rc == MG_OK && stop && !cJSON_AddItemToObject(opt, "stop", stop)) {
+        cJSON_Delete(stop);
+        rc = MG_ENOMEM;
+    }
+    if (rc == MG_OK && cJSON_GetArraySize(opt) > 0) {
+        if (!cJSON_AddItemToObject(body, "options", opt))
+            rc = MG_ENOMEM;
+        else
+            opt = NULL;
+    }
+    cJSON_Delete(opt);
+    if (rc == MG_OK)
+        rc = translate_format(json, body, err, errsz);
+    if (rc == MG_OK)
+        rc = translate_tools(json, body, err, errsz);
+    return rc;
+}
+
+static mg_rc embed_body(mg_req *req, cJSON *body, char *err, size_t errsz)
+{
+    const cJSON *json = req->json;
+    mg_rc rc = mg_adapter_check_fields(json, embed_fields, "request", "ollama", err, errsz);
+    if (rc != MG_OK)
+        return rc;
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(json, "encoding_format");
+    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && strcmp(fmt->valuestring, "float") == 0)) {
+        snprintf(err, errsz, "ollama embeddings support encoding_format float only");
+        return MG_ERR;
+    }
+    const cJSON *input = cJSON_GetObjectItemCaseSensitive(json, "input");
+    bool ok = cJSON_IsString(input) || (cJSON_IsArray(input) && cJSON_GetArraySize(input) > 0);
+    const cJSON *s;
+    if (cJSON_IsArray(input))
+        cJSON_ArrayForEach(s, input) ok = ok && cJSON_IsString(s);
+    if (!ok) {
+        snprintf(err, errsz, "ollama embeddings take input as a string or an array of strings (no token arrays)");
+        return MG_ERR;
+    }
+    cJSON *in = cJSON_Duplicate(input, true);
+    if (!cJSON_AddStringToObject(body, "model", req->deployment->model) || in == NULL ||
+        !cJSON_AddItemToObject(body, "input", in)) {
+        cJSON_Delete(in);
+        return MG_ENOMEM;
+    }
+    const cJSON *dims = cJSON_GetObjectItemCaseSensitive(json, "dimensions");
+    if (dims && !cJSON_IsNull(dims))
+        return mg_adapter_copy_number(json, "dimensions", body, "dimensions", 1, 65536, err, errsz);
+    return MG_OK;
+}
+
+static mg_rc ollama_build(mg_req *req, mg_upstream_request *out, char *err, size_t errsz)
+{
+    const char *path = req->api == MG_API_CHAT ? "/api/chat" : req->api == MG_API_EMBEDDINGS ? "/api/embed" : NULL;
+    if (path == NULL) {
+        snprintf(err, errsz, "this endpoint cannot be forwarded to an ollama provider");
+        return MG_ERR;
+    }
+    cJSON *body = cJSON_CreateObject();
+    if (body == NULL)
+        return MG_ENOMEM;
+    mg_rc rc = req->api == MG_API_CHAT ? chat_body(req, body, err, errsz) : embed_body(req, body, err, errsz);
+    if (rc == MG_OK)
+        rc = mg_adapter_set_body(out, body);
+    cJSON_Delete(body);
+    if (rc != MG_OK)
+        return rc;
+    const mg_cfg_provider *p = req->provider;
+    if (mg_buf_printf(&out->url, "%s%s", p->base_url, path) != MG_OK)
+        return MG_ENOMEM;
+    out->method = "POST";
+    out->stream = req->stream && req->api == MG_API_CHAT;
+    rc = mg_adapter_add_header(&out->headers, "Content-Type: application/json");
+    if (rc == MG_OK)
+        rc = mg_adapter_add_header(&out->headers, "Expect:");
+    /* Ollama itself has no auth; a key is for a proxy in front of it. */
+    if (rc == MG_OK && p->api_key) {
+        rc = mg_adapter_add_headerf(&out->headers, "Authorization: Bearer %s", p->api_key);
+        if (rc == MG_ERR)
+            snprintf(err, errsz, "provider credential too long");
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ replies */
+
+static int64_t num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+static void take_usage(mg_req *req, const cJSON *j)
+{
+    int64_t pt = num(j, "prompt_eval_count"), ct = num(j, "eval_count");
+    if (pt >= 0)
+        req->usage.prompt_tokens = pt;
+    if (ct >= 0)
+        req->usage.completion_tokens = ct;
+}
+
+/* OpenAI tool calls from Ollama's (which have no ids: the gateway makes
+ * them up, unique within the request). first numbers them. */
+static cJSON *tool_calls(mg_req *req, const cJSON *calls, int first, bool stream)
+{
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *c;
+    int i = first;
+    cJSON_ArrayForEach(c, calls) {
+        if (out == NULL)
+            break;
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        char *a = args ? cJSON_PrintUnformatted(args) : NULL;
+        char id[80];
+        snprintf(id, sizeof(id), "call_%s_%d", req->request_id, i);
+        cJSON *tc = mg_adapter_tool_call(stream ? i : -1, id, cJSON_IsString(name) ? name->valuestring : "",
+                                         a ? a : "{}");
+        cJSON_free(a);
+        if (tc == NULL || !cJSON_AddItemToArray(out, tc)) {
+            cJSON_Delete(tc);
+            cJSON_Delete(out);
+            return NULL;
+        }
+        i++;
+    }
+    return out;
+}
+
+static const char *finish(const cJSON *j, bool tools)
+{
+    const cJSON *dr = cJSON_GetObjectItemCaseSensitive(j, "done_reason");
+    if (cJSON_IsString(dr) && strcmp(dr->valuestring, "length") == 0)
+        return MG_FINISH_LENGTH;
+    return tools ? MG_FINISH_TOOLS : MG_FINISH_STOP;
+}
+
+static mg_rc ollama_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
+{
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return MG_ERR;
+    }
+    take_usage(req, j);
+    mg_rc rc;
+    if (req->api == MG_API_EMBEDDINGS) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "embeddings");
+        if (req->usage.prompt_tokens >= 0)
+            req->usage.completion_tokens = 0;
+        rc = cJSON_IsArray(e) ? mg_adapter_embeddings_reply(req, e, out) : MG_ERR;
+    } else {
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "message");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        const cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+        if (!cJSON_IsObject(msg)) {
+            cJSON_Delete(j);
+            return MG_ERR;
+        }
+        bool has_tools = cJSON_GetArraySize(calls) > 0;
+        cJSON *tc = has_tools ? tool_calls(req, calls, 0, false) : NULL;
+        rc = has_tools && tc == NULL ? MG_ENOMEM
+             : mg_adapter_chat_reply(req, cJSON_IsString(content) && (content->valuestring[0] || !has_tools)
+                                              ? content->valuestring : NULL,
+                                     tc, finish(j, has_tools), out);
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+static mg_rc ollama_stream_event(mg_req *req, mg_str ev, mg_buf *out)
+{
+    if (ev.n == 0)
+        return MG_OK;
+    cJSON *j = cJSON_ParseWithLength(ev.p, ev.n);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return MG_ERR;
+    }
+    mg_rc rc = MG_OK;
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive(j, "error");
+    if (error) {
+        rc = mg_adapter_stream_error(req, "the model provider reported an error", out);
+        cJSON_Delete(j);
+        return rc;
+    }
+    if (mg_adapter_state_int(req, "started", 0) == 0) {
+        cJSON *d = cJSON_CreateObject();
+        if (d == NULL || !cJSON_AddStringToObject(d, "role", "assistant") || !cJSON_AddStringToObject(d, "content", "") ||
+            mg_adapter_state_set_int(req, "started", 1) != MG_OK) {
+            cJSON_Delete(d);
+            cJSON_Delete(j);
+            return MG_ENOMEM;
+        }
+        rc = mg_adapter_chunk(req, d, NULL, out);
+    }
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "message");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+    if (rc == MG_OK && cJSON_IsString(content) && content->valuestring[0])
+        rc = mg_adapter_chunk_text(req, content->valuestring, strlen(content->valuestring), out);
+    if (rc == MG_OK && cJSON_GetArraySize(calls) > 0) {
+        int64_t first = mg_adapter_state_int(req, "tools", 0);
+        cJSON *tc = tool_calls(req, calls, (int)first, true);
+        cJSON *d = cJSON_CreateObject();
+        if (tc == NULL || d == NULL || !cJSON_AddItemToObject(d, "tool_calls", tc) ||
+            mg_adapter_state_set_int(req, "tools", first + cJSON_GetArraySize(calls)) != MG_OK) {
+            if (d == NULL || !cJSON_HasObjectItem(d, "tool_calls"))
+                cJSON_Delete(tc);
+            cJSON_Delete(d);
+            cJSON_Delete(j);
+            return MG_ENOMEM;
+        }
+        rc = mg_adapter_chunk(req, d, NULL, out);
+    }
+    if (rc == MG_OK && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "done"))) {
+        take_usage(req, j);
+        rc = mg_adapter_chunk(req, NULL, finish(j, mg_adapter_state_int(req, "tools", 0) > 0), out);
+        if (rc == MG_OK)
+            rc = mg_adapter_stream_end(req, out);
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+const mg_adapter_ops mg_adapter_ollama = {
+    .type = "ollama",
+    .build = ollama_build,
+    .reply = ollama_reply,
+    .stream_event = ollama_stream_event,
+    .stream_content_type = "application/x-ndjson",
+    .next_event = mg_adapter_next_line,
+};
