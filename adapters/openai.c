@@ -44,6 +44,11 @@ mg_rc mg_openai_build_body(mg_req *req, mg_upstream_request *out, char *err, siz
     }
     out->method = "POST";
     out->stream = req->stream;
+    /* The common case: nothing changed but (maybe) the model name's value.
+     * Forward the client's bytes as they are — the tree says exactly the
+     * same (duplicate members were refused) — and skip re-serialising. */
+    if (!req->json_modified && !req->stream && strcmp(req->deployment->model, req->model_name) == 0)
+        return mg_buf_append(&out->body, req->body.p, req->body.n);
     return mg_adapter_set_body(out, body);
 }
 
@@ -88,8 +93,48 @@ static void take_usage(mg_req *req, const cJSON *usage)
         req->usage.completion_tokens = 0;
 }
 
+/* Finds the top-level "usage" object without parsing the whole reply.
+ * Inside JSON strings a quote is always escaped, so the bytes "usage"
+ * followed by ':' can only be a member name; the provider puts it last, so
+ * search from the end. Returns false when it cannot be found this way. */
+static bool fast_usage(mg_req *req, const char *body, size_t len)
+{
+    static const char key[] = "\"usage\"";
+    const size_t klen = sizeof(key) - 1;
+    size_t b = 0, e = len;
+    while (b < e && (body[b] == ' ' || body[b] == '\n' || body[b] == '\r' || body[b] == '\t'))
+        b++;
+    while (e > b && (body[e - 1] == ' ' || body[e - 1] == '\n' || body[e - 1] == '\r' || body[e - 1] == '\t'))
+        e--;
+    if (e - b < 2 || body[b] != '{' || body[e - 1] != '}')
+        return false;
+    for (size_t i = e - 1; i-- > b + klen;) {
+        if (body[i - klen + 1] != '"' || memcmp(body + i - klen + 1, key, klen) != 0)
+            continue;
+        size_t j = i + 1;
+        while (j < e && (body[j] == ' ' || body[j] == '\n' || body[j] == '\r' || body[j] == '\t'))
+            j++;
+        if (j >= e || body[j] != ':')
+            return false;
+        j++;
+        while (j < e && (body[j] == ' ' || body[j] == '\n' || body[j] == '\r' || body[j] == '\t'))
+            j++;
+        if (j >= e || body[j] != '{')
+            return false;
+        cJSON *u = cJSON_ParseWithLengthOpts(body + j, e - j, NULL, false);
+        bool ok = cJSON_IsObject(u);
+        if (ok)
+            take_usage(req, u);
+        cJSON_Delete(u);
+        return ok && req->usage.completion_tokens >= 0;
+    }
+    return false;
+}
+
 mg_rc mg_openai_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
 {
+    if (!req->reply_needs_parse && fast_usage(req, body, len))
+        return mg_buf_append(out, body, len);
     cJSON *j = cJSON_ParseWithLength(body, len);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);

@@ -75,6 +75,9 @@ struct mg_req {
     int next_stage;
 
     cJSON *json;                /* parsed body (owned; freed with the pool) */
+    bool json_modified;         /* json no longer says what body says (redaction,
+                                   surface translation): never forward body raw */
+    bool reply_needs_parse;     /* output filters will read the reply text */
     const char *model_name;     /* as the client asked (pool) */
     const mg_cfg_model *model;
     const mg_cfg_deployment *deployment;

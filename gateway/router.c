@@ -379,6 +379,7 @@ mg_stage_rc mg_router_parse_stage(mg_req *req)
             return MG_STAGE_RESPONDED;
         }
         req->api = MG_API_CHAT;
+        req->json_modified = true;
     }
     return MG_STAGE_NEXT;
 }

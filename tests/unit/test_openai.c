@@ -13,6 +13,11 @@ static void req_init(mg_req *req, const char *body, mg_api api)
     memset(req, 0, sizeof(*req));
     req->api = api;
     req->json = cJSON_Parse(body);
+    req->body = mg_str_c(body);
+    /* As the router does: our own copy (build rewrites "model" in the tree). */
+    static char model_copy[64];
+    snprintf(model_copy, sizeof(model_copy), "%s", cJSON_GetObjectItem(req->json, "model")->valuestring);
+    req->model_name = model_copy;
     req->stream = cJSON_IsTrue(cJSON_GetObjectItem(req->json, "stream"));
     req->client_wants_usage = cJSON_IsTrue(
         cJSON_GetObjectItem(cJSON_GetObjectItem(req->json, "stream_options"), "include_usage"));
@@ -67,6 +72,55 @@ T_TEST(build_stream_requests_usage)
     curl_slist_free_all(up.headers);
     mg_buf_free(&up.url);
     mg_buf_free(&up.body);
+    cJSON_Delete(req.json);
+}
+
+T_TEST(build_forwards_client_bytes_when_nothing_changes)
+{
+    const mg_adapter_ops *ops = mg_adapter_find("openai");
+    mg_req req;
+    const char body[] = "{ \"model\" : \"upstream-model\", \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}] }";
+    req_init(&req, body, MG_API_CHAT);
+    mg_upstream_request up = {0};
+    char err[100];
+    T_EQ_INT(ops->build(&req, &up, err, sizeof(err)), MG_OK);
+    T_EQ_INT(up.body.len, sizeof(body) - 1);
+    T_CHECK(up.body.p && memcmp(up.body.p, body, sizeof(body) - 1) == 0);
+    mg_buf_free(&up.body);
+    mg_buf_free(&up.url);
+    curl_slist_free_all(up.headers);
+    /* Once something rewrote the tree, the tree is what goes out. */
+    req.json_modified = true;
+    mg_upstream_request up2 = {0};
+    T_EQ_INT(ops->build(&req, &up2, err, sizeof(err)), MG_OK);
+    T_CHECK(up2.body.len != sizeof(body) - 1);
+    mg_buf_free(&up2.body);
+    mg_buf_free(&up2.url);
+    curl_slist_free_all(up2.headers);
+    cJSON_Delete(req.json);
+}
+
+T_TEST(reply_usage_found_without_full_parse_and_not_fooled_by_content)
+{
+    const mg_adapter_ops *ops = mg_adapter_find("openai");
+    mg_req req;
+    req_init(&req, "{\"model\":\"gpt\"}", MG_API_CHAT);
+    /* The reply text itself mentions a usage object (escaped quotes). */
+    const char body[] = "{\"choices\":[{\"message\":{\"content\":\"say \\\"usage\\\": {\\\"completion_tokens\\\": 999}\"}}],"
+                        "\"usage\" : {\"prompt_tokens\":4,\"completion_tokens\":9}}\n";
+    mg_buf out = {0};
+    T_EQ_INT(ops->reply(&req, body, sizeof(body) - 1, &out), MG_OK);
+    T_EQ_INT(req.usage.prompt_tokens, 4);
+    T_EQ_INT(req.usage.completion_tokens, 9);
+    T_EQ_INT(out.len, sizeof(body) - 1);
+    mg_buf_free(&out);
+    /* No usage at all: estimated from the text by the full parse. */
+    req.usage.prompt_tokens = req.usage.completion_tokens = -1;
+    const char nousage[] = "{\"choices\":[{\"message\":{\"content\":\"abcdefgh\"}}]}";
+    T_EQ_INT(ops->reply(&req, nousage, sizeof(nousage) - 1, &out), MG_OK);
+    T_EQ_INT(req.usage.completion_tokens, -1);
+    T_EQ_INT(req.usage.output_chars, 8);
+    mg_buf_free(&out);
     cJSON_Delete(req.json);
 }
 
@@ -131,5 +185,7 @@ T_TEST(registry_and_estimates)
 }
 
 T_MAIN("openai", T_CASE(build_chat_replaces_model_and_sets_credential), T_CASE(build_stream_requests_usage),
+       T_CASE(build_forwards_client_bytes_when_nothing_changes),
+       T_CASE(reply_usage_found_without_full_parse_and_not_fooled_by_content),
        T_CASE(reply_takes_usage_and_relays_bytes), T_CASE(stream_events_strip_usage_chunk_unless_asked),
        T_CASE(registry_and_estimates))
