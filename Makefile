@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 
 CC       ?= cc
-PKGS     := openssl libcurl libcjson yaml-0.1
+PKGS     := openssl libcurl libcjson yaml-0.1 libpcre2-8 libpq
 CFLAGS   ?= -O2 -g
 SAN      ?=
 # Warnings are errors; these flags are not overridable from the command line.
@@ -12,7 +12,7 @@ MG_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 ALL_CFLAGS = $(CFLAGS) $(SAN) $(MG_CFLAGS)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
-SRC      := $(wildcard gateway/*.c auth/*.c policy/*.c adapters/*.c)
+SRC      := $(wildcard gateway/*.c auth/*.c policy/*.c adapters/*.c usage/*.c)
 LIB_SRC  := $(filter-out gateway/main.c,$(SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
