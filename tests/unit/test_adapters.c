@@ -86,7 +86,10 @@ static void req_init(mg_req *req, const char *type, const char *model, const cha
     req->client_wants_usage = cJSON_IsTrue(
         cJSON_GetObjectItem(cJSON_GetObjectItem(req->json, "stream_options"), "include_usage"));
     const cJSON *m = cJSON_GetObjectItem(req->json, "model");
-    req->model_name = cJSON_IsString(m) ? m->valuestring : "client-model";
+    /* As the router does: our own copy (build rewrites "model" in the tree). */
+    static char model_copy[128];
+    snprintf(model_copy, sizeof(model_copy), "%s", cJSON_IsString(m) ? m->valuestring : "client-model");
+    req->model_name = model_copy;
     req->provider = provider_for(type);
     dep = (mg_cfg_deployment){.provider = req->provider->name, .model = (char *)model, .weight = 1};
     req->deployment = &dep;
