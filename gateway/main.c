@@ -9,6 +9,7 @@
 #include "log.h"
 #include "server.h"
 #include "snapshot.h"
+#include "usage/usage.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -21,6 +22,10 @@ static const char usage_text[] =
     "  serve   -c FILE    run the gateway in the foreground\n"
     "                     (SIGHUP reloads config and certificates, SIGTERM drains and exits)\n"
     "  check   -c FILE    validate the configuration; errors as file:line:col: message\n"
+    "  migrate -c FILE    apply migrations/ to the database (idempotent, safe with two instances)\n"
+    "  usage   -c FILE --from DATE --to DATE [--group-by user,role,model,provider,day,month,cost_center,key]\n"
+    "                     [--format table|csv|json]     usage and cost report from the ledger\n"
+    "  usage reconcile | usage export --month YYYY-MM -o FILE | usage drop --month YYYY-MM --confirm\n"
     "\n"
     "options:\n"
     "  -c, --config FILE  configuration file (default: $MODELGATE_CONFIG, then ./modelgate.yaml)\n"
@@ -121,6 +126,49 @@ static int cmd_serve(int argc, char **argv)
     return mg_server_run(path, snap);
 }
 
+/* Commands that work on the configuration's resources (database, journal):
+ * takes -c FILE out of argv, loads the file (without TLS or listeners being
+ * touched) and hands the rest to fn, argv[0] being the command's name. */
+static int cmd_with_config(int argc, char **argv, int (*fn)(int, char **, const mg_config *))
+{
+    const char *path = NULL;
+    char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+    int n = 0;
+    if (rest == NULL)
+        return 2;
+    rest[n++] = argv[1];
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "modelgate: %s needs a file name\n", argv[i]);
+                free(rest);
+                return 1;
+            }
+            path = argv[++i];
+        } else {
+            rest[n++] = argv[i];
+        }
+    }
+    if (path == NULL)
+        path = getenv("MODELGATE_CONFIG");
+    if (path == NULL || path[0] == '\0')
+        path = "modelgate.yaml";
+    mg_buf errs = {0};
+    mg_config *cfg = mg_config_load(path, &errs);
+    if (cfg == NULL) {
+        if (errs.len)
+            fwrite(errs.p, 1, errs.len, stderr);
+        mg_buf_free(&errs);
+        free(rest);
+        return 1;
+    }
+    mg_buf_free(&errs);
+    int rc = fn(n, rest, cfg);
+    mg_config_free(cfg);
+    free(rest);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
@@ -141,6 +189,10 @@ int main(int argc, char **argv)
         rc = cmd_serve(argc, argv);
     else if (strcmp(argv[1], "check") == 0)
         rc = cmd_check(argc, argv);
+    else if (strcmp(argv[1], "migrate") == 0)
+        rc = cmd_with_config(argc, argv, mg_cli_migrate);
+    else if (strcmp(argv[1], "usage") == 0)
+        rc = cmd_with_config(argc, argv, mg_cli_usage);
     else {
         fprintf(stderr, "modelgate: unknown command \"%s\" (see modelgate --help)\n", argv[1]);
         rc = 1;

@@ -4,6 +4,7 @@
 #include "metrics.h"
 
 #include "server.h"
+#include "usage/usage.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -305,5 +306,28 @@ mg_rc mg_metrics_render(mg_buf *out, uint64_t config_generation)
                   (unsigned long long)t->conns_refused, (unsigned long long)t->tls_failures,
                   (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out);
     free(t);
+    struct mg_usage_stats u;
+    mg_usage_stats(&u);
+    mg_buf_printf(out,
+                  "# HELP modelgate_usage_journal_bytes Bytes in usage journal segments on disk.\n"
+                  "# TYPE modelgate_usage_journal_bytes gauge\nmodelgate_usage_journal_bytes %llu\n"
+                  "# HELP modelgate_usage_pending_records Usage records written but not yet in the database.\n"
+                  "# TYPE modelgate_usage_pending_records gauge\nmodelgate_usage_pending_records %llu\n"
+                  "# HELP modelgate_usage_shipped_total Usage rows committed to the database.\n"
+                  "# TYPE modelgate_usage_shipped_total counter\nmodelgate_usage_shipped_total %llu\n"
+                  "# HELP modelgate_usage_dead_letters_total Usage rows the database rejected (kept in usage_dead_letter).\n"
+                  "# TYPE modelgate_usage_dead_letters_total counter\nmodelgate_usage_dead_letters_total %llu\n"
+                  "# HELP modelgate_usage_write_errors_total Failed journal writes.\n"
+                  "# TYPE modelgate_usage_write_errors_total counter\nmodelgate_usage_write_errors_total %llu\n"
+                  "# HELP modelgate_usage_last_ship_timestamp_seconds Wall-clock time of the last commit to the database.\n"
+                  "# TYPE modelgate_usage_last_ship_timestamp_seconds gauge\nmodelgate_usage_last_ship_timestamp_seconds %.3f\n"
+                  "# HELP modelgate_usage_db_connected Whether the ledger shipper is connected.\n"
+                  "# TYPE modelgate_usage_db_connected gauge\nmodelgate_usage_db_connected %d\n"
+                  "# HELP modelgate_usage_healthy Whether usage can be recorded (0: new requests get 503).\n"
+                  "# TYPE modelgate_usage_healthy gauge\nmodelgate_usage_healthy %d\n",
+                  (unsigned long long)u.journal_bytes, (unsigned long long)u.records_pending,
+                  (unsigned long long)u.records_shipped, (unsigned long long)u.dead_letters,
+                  (unsigned long long)u.write_errors, (double)u.last_ship_ms / 1000.0,
+                  u.db_connected ? 1 : 0, u.healthy ? 1 : 0);
     return MG_OK;
 }

@@ -6,12 +6,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "usage/usage.h"
 
 #include <stdio.h>
 
 /* The order is the contract: nothing reaches "forward" without passing
  * every stage before it. */
-static const mg_stage request_stages[] = {
+const mg_stage mg_pipeline_api[] = {
     {"authenticate", mg_auth_stage},
     {"parse", mg_router_parse_stage},
     {"authorize", mg_policy_authorize_stage},
@@ -19,11 +20,28 @@ static const mg_stage request_stages[] = {
     {"limits", mg_policy_limits_stage},
     {"forward", mg_proxy_forward_stage},
 };
+const size_t mg_pipeline_api_len = MG_ARRAY_LEN(mg_pipeline_api);
+
+const mg_stage mg_pipeline_admin[] = {
+    {"authenticate", mg_auth_stage},
+    {"admin", mg_admin_stage},
+};
+const size_t mg_pipeline_admin_len = MG_ARRAY_LEN(mg_pipeline_admin);
+
+bool mg_principal_can(const mg_principal *p, const char *permission)
+{
+    if (p->master)
+        return true;
+    for (size_t i = 0; i < p->npermissions; i++)
+        if (strcmp(p->permissions[i], permission) == 0)
+            return true;
+    return false;
+}
 
 void mg_pipeline_run(mg_req *req)
 {
-    while ((size_t)req->next_stage < MG_ARRAY_LEN(request_stages)) {
-        const mg_stage *st = &request_stages[req->next_stage++];
+    while ((size_t)req->next_stage < req->nstages) {
+        const mg_stage *st = &req->stages[req->next_stage++];
         mg_stage_rc rc = st->run(req);
         /* After RESPONDED the request may already be freed: touch nothing. */
         if (rc != MG_STAGE_NEXT)
@@ -52,6 +70,46 @@ static void json_field_str(mg_buf *b, const char *name, const char *v)
         mg_buf_append_str(b, "null");
 }
 
+/* One ledger event for a request that was forwarded upstream (however it
+ * ended); requests refused before forwarding have no ledger row. */
+static void record_usage(mg_req *req, int status, uint64_t dur_us)
+{
+    if (req->t_upstream_us == 0 || req->provider == NULL)
+        return;
+    const mg_cfg_model *m = req->model;
+    int64_t pt = req->usage.prompt_tokens > 0 ? req->usage.prompt_tokens : 0;
+    int64_t ct = req->usage.completion_tokens > 0 ? req->usage.completion_tokens : 0;
+    double in = m && m->has_price ? m->input_per_mtok : 0, out = m && m->has_price ? m->output_per_mtok : 0;
+    mg_usage_event ev = {
+        .request_id = req->request_id,
+        .ts_ms = req->t_start_wall_ms,
+        .subject = req->principal.subject,
+        .email = req->principal.email,
+        .roles = req->principal.roles,
+        .key_id = req->principal.key_id,
+        .cost_center = req->principal.cost_center,
+        .model = req->model_name,
+        .served_model = m ? m->name : NULL,
+        .provider = req->provider->name,
+        .upstream_model = req->deployment ? req->deployment->model : NULL,
+        .status = status,
+        .prompt_tokens = pt,
+        .completion_tokens = ct,
+        .cost_usd = ((double)pt * in + (double)ct * out) / 1e6,
+        .input_per_mtok = in,
+        .output_per_mtok = out,
+        .latency_ms = (int64_t)(dur_us / 1000),
+        .stream = req->stream,
+        .estimated = req->usage.estimated,
+        .client_gone = req->client_gone,
+        .decision = req->decision,
+        .error_code = req->error_code,
+    };
+    if (mg_usage_record((size_t)req->worker->id, &ev) != MG_OK)
+        mg_log_error("usage journal write failed for request %s; refusing new requests until it recovers",
+                     req->request_id);
+}
+
 void mg_pipeline_record(mg_req *req)
 {
     uint64_t now = mg_now_us();
@@ -60,6 +118,7 @@ void mg_pipeline_record(mg_req *req)
     const char *provider = req->provider ? req->provider->name : NULL;
     mg_metrics_request(req->worker->metrics, req->route, req->model ? req->model->name : NULL,
                        status, dur);
+    record_usage(req, status, dur);
     if (!mg_access_log_enabled())
         return;
     char ts[40];

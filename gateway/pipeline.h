@@ -49,7 +49,13 @@ typedef struct mg_principal {
     const char *email;
     const char *cost_center;
     const char *key_id;
+    const char *roles;                /* comma-separated role names, or NULL */
+    const char *const *permissions;   /* admin permissions ("usage:read", ...) */
+    size_t npermissions;
 } mg_principal;
+
+/* Whether the principal holds an admin permission (the master key holds all). */
+bool mg_principal_can(const mg_principal *p, const char *permission);
 
 typedef struct mg_usage {
     int64_t prompt_tokens;      /* -1 unknown */
@@ -73,6 +79,10 @@ struct mg_req {
     mg_api api;
     const char *route;          /* metrics/log label: "chat", "healthz", ... */
     int next_stage;
+    const struct mg_stage *stages;  /* the route's stage list */
+    size_t nstages;
+    void *job;                  /* blocking job in flight (gateway/tpool.h), or NULL */
+    void (*job_orphan)(void *job); /* called if the request goes away first */
 
     cJSON *json;                /* parsed body (owned; freed with the pool) */
     bool json_modified;         /* json no longer says what body says (redaction,
@@ -96,6 +106,8 @@ struct mg_req {
     bool finished;
     bool client_gone;
     uint64_t t_start_us, t_upstream_us, t_first_byte_us;
+    int64_t t_start_wall_ms;    /* wall clock at the start, for the ledger */
+    const char *decision;       /* policy rule names for the ledger (JSON array), or NULL */
     uint64_t bytes_in, bytes_out;
 
     mg_upstream *up;            /* upstream transfer, when forwarding */
@@ -110,7 +122,14 @@ typedef struct mg_stage {
     mg_stage_rc (*run)(mg_req *req);
 } mg_stage;
 
-/* Runs the request stages from req->next_stage on. */
+/* The stage lists: model API routes, and admin routes (authenticate, then
+ * the admin handler). */
+extern const mg_stage mg_pipeline_api[];
+extern const size_t mg_pipeline_api_len;
+extern const mg_stage mg_pipeline_admin[];
+extern const size_t mg_pipeline_admin_len;
+
+/* Runs req->stages from req->next_stage on. */
 void mg_pipeline_run(mg_req *req);
 /* Continues a parked request with the stage after the one that parked. */
 void mg_pipeline_resume(mg_req *req);
@@ -127,6 +146,7 @@ mg_stage_rc mg_policy_authorize_stage(mg_req *req); /* policy/ */
 mg_stage_rc mg_policy_filter_input_stage(mg_req *req);
 mg_stage_rc mg_policy_limits_stage(mg_req *req);
 mg_stage_rc mg_proxy_forward_stage(mg_req *req);  /* gateway/proxy.c */
+mg_stage_rc mg_admin_stage(mg_req *req);           /* gateway/admin.c */
 
 /* Whether the principal may use model m (fallbacks are checked too). */
 bool mg_policy_model_allowed(const mg_req *req, const mg_cfg_model *m);

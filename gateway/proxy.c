@@ -20,6 +20,7 @@
 #include "route.h"
 #include "router.h"
 #include "surface.h"
+#include "usage/usage.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -856,6 +857,12 @@ mg_stage_rc mg_proxy_forward_stage(mg_req *req)
 {
     if (req->api == MG_API_MODELS)
         return answer_models(req);
+    if (!mg_usage_healthy()) {
+        /* Fail closed: what cannot be recorded is not served. */
+        mg_req_respond_error(req, 503, "server_error", "usage_journal_unavailable",
+                             "usage recording is unavailable; try again later", 5);
+        return MG_STAGE_RESPONDED;
+    }
     mg_upstream *up = calloc(1, sizeof(*up));
     if (up == NULL) {
         mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);

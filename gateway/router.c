@@ -14,13 +14,16 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct mg_route {
     mg_http_method method;
-    const char *path;
+    const char *path;                /* exact, or a prefix ending in '/' when prefix is set */
     const char *label;
-    mg_api api;                      /* MG_API_NONE: answered locally */
-    void (*local)(mg_req *req);
+    mg_api api;                      /* MG_API_NONE: answered locally or by admin */
+    void (*local)(mg_req *req);      /* unauthenticated operations endpoints */
+    bool admin;                      /* authenticate, then the admin handler */
+    bool prefix;
 } mg_route;
 
 static void route_healthz(mg_req *req);
@@ -28,13 +31,14 @@ static void route_readyz(mg_req *req);
 static void route_metrics(mg_req *req);
 
 static const mg_route routes[] = {
-    {MG_HTTP_POST, "/v1/chat/completions", "chat", MG_API_CHAT, NULL},
-    {MG_HTTP_POST, "/v1/embeddings", "embeddings", MG_API_EMBEDDINGS, NULL},
-    {MG_HTTP_POST, "/v1/messages", "messages", MG_API_MESSAGES, NULL},
-    {MG_HTTP_GET, "/v1/models", "models", MG_API_MODELS, NULL},
-    {MG_HTTP_GET, "/healthz", "healthz", MG_API_NONE, route_healthz},
-    {MG_HTTP_GET, "/readyz", "readyz", MG_API_NONE, route_readyz},
-    {MG_HTTP_GET, "/metrics", "metrics", MG_API_NONE, route_metrics},
+    {.method = MG_HTTP_POST, .path = "/v1/chat/completions", .label = "chat", .api = MG_API_CHAT},
+    {.method = MG_HTTP_POST, .path = "/v1/embeddings", .label = "embeddings", .api = MG_API_EMBEDDINGS},
+    {.method = MG_HTTP_POST, .path = "/v1/messages", .label = "messages", .api = MG_API_MESSAGES},
+    {.method = MG_HTTP_GET, .path = "/v1/models", .label = "models", .api = MG_API_MODELS},
+    {.method = MG_HTTP_GET, .path = "/healthz", .label = "healthz", .local = route_healthz},
+    {.method = MG_HTTP_GET, .path = "/readyz", .label = "readyz", .local = route_readyz},
+    {.method = MG_HTTP_GET, .path = "/metrics", .label = "metrics", .local = route_metrics},
+    {.method = MG_HTTP_GET, .path = "/admin/v1/usage", .label = "admin_usage", .admin = true},
 };
 
 static _Thread_local mg_http_request scratch_head;
@@ -158,6 +162,9 @@ mg_req *mg_router_request_new(mg_worker *w, mg_conn *c, mg_snapshot *snap,
     req->snap = mg_snapshot_ref(snap);
     req->http = h;
     req->t_start_us = mg_now_us();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    req->t_start_wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
     req->usage.prompt_tokens = -1;
     req->usage.completion_tokens = -1;
     const mg_http_header *rid = mg_http_header_get(h, "x-request-id");
@@ -175,14 +182,18 @@ void mg_router_request_abort(mg_req *req)
 {
     if (req->up)
         mg_proxy_cancel(req);
+    if (req->job) {
+        /* The pool thread keeps running; its completion sees no request. */
+        req->job_orphan(req->job);
+        req->job = NULL;
+    }
 }
 
 void mg_router_request_free(mg_req *req)
 {
     if (req->route)
         mg_pipeline_record(req);
-    if (req->up)
-        mg_proxy_cancel(req);
+    mg_router_request_abort(req);
     mg_snapshot_unref(req->snap);
     mg_pool_free(req->pool);
 }
@@ -326,7 +337,8 @@ void mg_router_dispatch(mg_req *req)
     const mg_route *found = NULL;
     bool path_known = false;
     for (size_t i = 0; i < MG_ARRAY_LEN(routes); i++) {
-        if (strcmp(routes[i].path, path) != 0)
+        if (routes[i].prefix ? strncmp(routes[i].path, path, strlen(routes[i].path)) != 0
+                             : strcmp(routes[i].path, path) != 0)
             continue;
         path_known = true;
         if (routes[i].method == h->method ||
@@ -353,6 +365,8 @@ void mg_router_dispatch(mg_req *req)
     }
     if (found->api == MG_API_MESSAGES)
         req->surface = &mg_surface_anthropic;   /* errors from here on in its shape */
+    req->stages = found->admin ? mg_pipeline_admin : mg_pipeline_api;
+    req->nstages = found->admin ? mg_pipeline_admin_len : mg_pipeline_api_len;
     req->next_stage = 0;
     mg_pipeline_run(req);
 }

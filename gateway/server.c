@@ -16,6 +16,8 @@
 #include "metrics.h"
 #include "proxy.h"
 #include "router.h"
+#include "tpool.h"
+#include "usage/usage.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -67,6 +69,7 @@ struct mg_conn {
 };
 
 static mg_worker *g_workers;
+static mg_tpool *g_tpool;
 static size_t g_nworkers;
 static atomic_size_t g_open_conns;
 static atomic_bool g_draining;
@@ -80,6 +83,7 @@ size_t mg_server_open_connections(void) { return atomic_load(&g_open_conns); }
 mg_worker *mg_server_worker(size_t i) { return i < g_nworkers ? &g_workers[i] : NULL; }
 size_t mg_server_nworkers(void) { return g_nworkers; }
 bool mg_server_draining(void) { return atomic_load(&g_draining); }
+mg_tpool *mg_server_tpool(void) { return g_tpool; }
 
 /* ---------------------------------------------------------------- I/O */
 
@@ -797,6 +801,7 @@ static void worker_free(mg_worker *w)
     mg_snapshot_unref(w->pending_snap);
     while (w->posts) {   /* completions that came after the loop stopped */
         mg_post *next = w->posts->next;
+        w->posts->fn(w->posts->arg);   /* their requests are gone: they just clean up */
         free(w->posts);
         w->posts = next;
     }
@@ -876,10 +881,24 @@ int mg_server_run(const char *cfg_path, mg_snapshot *snap)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     g_nworkers = snap->cfg->workers > 0 ? (size_t)snap->cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
     g_workers = calloc(g_nworkers, sizeof(*g_workers));
-    if (g_workers == NULL)
+    g_tpool = mg_tpool_new(4, 256);
+    if (g_workers == NULL || g_tpool == NULL) {
+        free(g_workers);
+        mg_tpool_free(g_tpool);
         return 2;
+    }
     int rc = 0;
-    for (size_t i = 0; i < g_nworkers; i++) {
+    bool ledger = snap->cfg->journal_dir != NULL;
+    if (ledger) {
+        mg_buf errs = {0};
+        if (mg_usage_start(snap->cfg, g_nworkers, &errs) != MG_OK) {
+            mg_log_error("usage ledger: %.*s", (int)errs.len, errs.p ? errs.p : "cannot start");
+            rc = 2;
+            ledger = false;
+        }
+        mg_buf_free(&errs);
+    }
+    for (size_t i = 0; rc == 0 && i < g_nworkers; i++) {
         if (worker_init(&g_workers[i], (int)i, snap) != MG_OK) {
             rc = 2;
             break;
@@ -945,8 +964,14 @@ int mg_server_run(const char *cfg_path, mg_snapshot *snap)
             break;
         }
     }
+    /* Blocking jobs finish first; their completions land in the mailboxes,
+     * which worker_free runs (their requests are gone, so they clean up). */
+    mg_tpool_free(g_tpool);
+    g_tpool = NULL;
     for (size_t i = 0; i < g_nworkers; i++)
         worker_free(&g_workers[i]);
+    if (ledger)
+        mg_usage_stop();   /* every request is recorded by now: ship, fsync, stop */
     free(g_workers);
     g_workers = NULL;
     g_nworkers = 0;

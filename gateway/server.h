@@ -69,6 +69,8 @@ size_t mg_server_open_connections(void);
 mg_worker *mg_server_worker(size_t i);
 size_t mg_server_nworkers(void);
 bool mg_server_draining(void);
+/* The pool for blocking work (database reports, IdP calls). */
+struct mg_tpool *mg_server_tpool(void);
 
 /* Connection hooks used by response.c and proxy.c. */
 void mg_conn_send(mg_conn *c, const char *p, size_t n);

@@ -1,0 +1,187 @@
+/* modelgate — the admin API (/admin/v1/...): permission checks, then the
+ * work handed to the blocking pool, the answer back on the request's loop.
+ *
+ * Routes reach here through the admin stage list (authenticate → admin);
+ * the route table in router.c names them.
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "pipeline.h"
+
+#include "router.h"
+#include "server.h"
+#include "tpool.h"
+#include "usage/usage.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Copies the percent-decoded value of query parameter `name` into out.
+ * False if absent, malformed or too long. */
+static bool query_get(mg_str q, const char *name, char *out, size_t outsz)
+{
+    size_t nlen = strlen(name), i = 0;
+    while (i < q.n) {
+        size_t end = i;
+        while (end < q.n && q.p[end] != '&')
+            end++;
+        if (end - i > nlen && memcmp(q.p + i, name, nlen) == 0 && q.p[i + nlen] == '=') {
+            size_t o = 0;
+            for (size_t k = i + nlen + 1; k < end; k++) {
+                char c = q.p[k];
+                if (c == '+') {
+                    c = ' ';
+                } else if (c == '%') {
+                    if (k + 2 >= end)
+                        return false;
+                    char hex[3] = {q.p[k + 1], q.p[k + 2], 0};
+                    char *e;
+                    long v = strtol(hex, &e, 16);
+                    if (*e != '\0' || v <= 0)
+                        return false;
+                    c = (char)v;
+                    k += 2;
+                }
+                if (o + 1 >= outsz)
+                    return false;
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return true;
+        }
+        i = end + 1;
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------- usage */
+
+typedef struct usage_job {
+    mg_req *req;                   /* NULL once the request went away */
+    char *conninfo;
+    char from[16], to[16], group[256], fmt[8];
+    char filters[6][128];
+    mg_usage_report_params params;
+    mg_buf out;
+    char err[256];
+    mg_rc rc;
+} usage_job;
+
+static const char *const usage_filter_keys[6] = {"user", "role", "model", "provider", "cost_center", "key"};
+
+static void usage_job_free(usage_job *j)
+{
+    free(j->conninfo);
+    mg_buf_free(&j->out);
+    free(j);
+}
+
+static void usage_job_run(void *arg)
+{
+    usage_job *j = arg;
+    j->rc = mg_usage_report_query(j->conninfo, &j->params, &j->out, j->err, sizeof(j->err));
+}
+
+static void usage_job_done(void *arg)
+{
+    usage_job *j = arg;
+    mg_req *req = j->req;
+    if (req == NULL) {             /* orphaned: the client left */
+        usage_job_free(j);
+        return;
+    }
+    req->job = NULL;
+    if (j->rc == MG_OK) {
+        bool csv = j->params.format == MG_USAGE_CSV;
+        mg_req_respond(req, 200, csv ? "text/csv; charset=utf-8" : "application/json", j->out.p ? j->out.p : "",
+                       j->out.len, csv ? "Content-Disposition: attachment; filename=\"usage.csv\"\r\n" : NULL);
+    } else if (j->rc == MG_ERR) {
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_report", j->err, 0);
+    } else {
+        mg_req_respond_error(req, 503, "server_error", "database_unavailable",
+                             "the usage database is unavailable; try again", 5);
+    }
+    usage_job_free(j);
+}
+
+static void usage_job_orphan(void *arg) { ((usage_job *)arg)->req = NULL; }
+
+static mg_stage_rc admin_usage(mg_req *req)
+{
+    if (!mg_principal_can(&req->principal, "usage:read")) {
+        mg_req_respond_error(req, 403, "permission_error", "permission_denied",
+                             "this needs the usage:read permission", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    const char *db = req->snap->cfg->database_url;
+    if (db == NULL) {
+        mg_req_respond_error(req, 503, "server_error", "no_database",
+                             "no database is configured, so there is no ledger to report from", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    usage_job *j = calloc(1, sizeof(*j));
+    if (j == NULL || (j->conninfo = strdup(db)) == NULL) {
+        free(j);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    mg_str q = req->http->query;
+    if (!query_get(q, "from", j->from, sizeof(j->from)) || !query_get(q, "to", j->to, sizeof(j->to))) {
+        usage_job_free(j);
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_report",
+                             "from and to (YYYY-MM-DD) are required", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    j->params.from = j->from;
+    j->params.to = j->to;
+    j->params.format = MG_USAGE_JSON;
+    if (query_get(q, "format", j->fmt, sizeof(j->fmt))) {
+        if (strcmp(j->fmt, "csv") == 0)
+            j->params.format = MG_USAGE_CSV;
+        else if (strcmp(j->fmt, "json") != 0) {
+            usage_job_free(j);
+            mg_req_respond_error(req, 400, "invalid_request_error", "invalid_report",
+                                 "format must be json or csv", 0);
+            return MG_STAGE_RESPONDED;
+        }
+    }
+    if (query_get(q, "group_by", j->group, sizeof(j->group)) && j->group[0]) {
+        /* Split in place at the commas; the report validates the names. */
+        char *tok = j->group;
+        while (tok && j->params.ngroup < MG_USAGE_MAX_GROUP) {
+            char *comma = strchr(tok, ',');
+            if (comma)
+                *comma = '\0';
+            if (*tok)
+                j->params.group_by[j->params.ngroup++] = tok;
+            tok = comma ? comma + 1 : NULL;
+        }
+    }
+    for (size_t i = 0; i < MG_ARRAY_LEN(usage_filter_keys); i++) {
+        if (query_get(q, usage_filter_keys[i], j->filters[i], sizeof(j->filters[i]))) {
+            j->params.filter_field[j->params.nfilter] = usage_filter_keys[i];
+            j->params.filter_value[j->params.nfilter++] = j->filters[i];
+        }
+    }
+    j->req = req;
+    mg_rc rc = mg_tpool_submit(mg_server_tpool(), req->worker, usage_job_run, usage_job_done, j);
+    if (rc != MG_OK) {
+        usage_job_free(j);
+        mg_req_respond_error(req, 503, "server_error", "overloaded",
+                             "too many reports are running; try again", 1);
+        return MG_STAGE_RESPONDED;
+    }
+    req->job = j;
+    req->job_orphan = usage_job_orphan;
+    return MG_STAGE_PARKED;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+mg_stage_rc mg_admin_stage(mg_req *req)
+{
+    if (strcmp(req->route, "admin_usage") == 0)
+        return admin_usage(req);
+    mg_req_respond_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", 0);
+    return MG_STAGE_RESPONDED;
+}

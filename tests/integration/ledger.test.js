@@ -1,0 +1,260 @@
+// modelgate — usage ledger against a real throwaway PostgreSQL: migrations,
+// journal -> shipper -> rows exactly once (SIGKILL after answering, a kill
+// between commit and checkpoint, random kill -9 while shipping), DB down at
+// start, a bad row in a batch, a torn journal tail, reports and CSV, export,
+// drop and reconcile. Drives tests/usage/ledger_driver (journal + shipper +
+// CLI functions linked without the gateway).
+//
+// SPDX-License-Identifier: Apache-2.0
+'use strict';
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, execFileSync } = require('node:child_process');
+const pgl = require('./lib/pg');
+
+const ROOT = path.resolve(__dirname, '../..');
+const MG_BIN = process.env.MG_BIN || path.join(ROOT, 'build/modelgate');
+const SAN = /asan/.test(MG_BIN);
+const DRIVER = path.join(path.dirname(MG_BIN), 'usage', 'ledger_driver');
+
+let pg;
+let tmp;
+let jseq = 0;
+const NO_DB = { LEDGER_DB: '' };   // journal only: the writer ships nothing
+const newJournal = () => path.join(tmp, `journal-${++jseq}`);
+
+function run(args, { journal, env = {}, killAfterMs } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(DRIVER, args, {
+      cwd: ROOT,
+      env: { ...process.env, LEDGER_DB: pg.url, LEDGER_JOURNAL: journal || newJournal(), ...env },
+    });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    if (killAfterMs !== undefined) setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+function canUnshare() {
+  try { execFileSync('unshare', ['-m', 'true'], { stdio: 'ignore' }); return true; } catch (_) { return false; }
+}
+const stats = (r) => JSON.parse(r.stdout.trim().split('\n').pop());
+const count = (prefix) => Number(pg.sql(`SELECT count(*) FROM usage_events WHERE request_id LIKE '${prefix}-%'`));
+const distinct = (prefix) => Number(pg.sql(`SELECT count(DISTINCT request_id) FROM usage_events WHERE request_id LIKE '${prefix}-%'`));
+
+describe('usage ledger (real PostgreSQL)', { skip: !pgl.available() && 'PostgreSQL binaries not installed' }, () => {
+  before(async () => {
+    execFileSync(path.join(ROOT, 'tests/usage/build.sh'), [DRIVER], {
+      env: { ...process.env, MG_TEST_CFLAGS: SAN ? '-fsanitize=address,undefined -fno-omit-frame-pointer' : '' },
+      stdio: 'inherit',
+    });
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mgledger-'));
+    pg = await pgl.startPg();
+  });
+  after(() => {
+    if (pg) pg.destroy();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('migrate: two instances at once, then again: each file applied once', async () => {
+    const [a, b] = await Promise.all([run(['migrate']), run(['migrate'])]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    const files = fs.readdirSync(path.join(ROOT, 'migrations')).filter((f) => /^\d+_.*\.sql$/.test(f));
+    assert.equal(Number(pg.sql('SELECT count(*) FROM schema_migrations')), files.length);
+    assert.match(a.stdout + b.stdout, /applied 0001_usage_ledger\.sql/);
+    assert.match(a.stdout + b.stdout, /schema up to date/);
+    const c = await run(['migrate']);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stdout, /schema up to date/);
+    assert.equal(Number(pg.sql('SELECT count(*) FROM schema_migrations')), files.length);
+  });
+
+  it('migrate: database down -> exit 2', async () => {
+    const r = await new Promise((resolve) => {
+      const ch = spawn(DRIVER, ['migrate'], { cwd: ROOT, env: { ...process.env, LEDGER_DB: 'postgresql://postgres@127.0.0.1:1/mg' } });
+      let err = '';
+      ch.stderr.on('data', (d) => { err += d; });
+      ch.on('close', (code) => resolve({ code, err }));
+    });
+    assert.equal(r.code, 2);
+    assert.match(r.err, /cannot connect/);
+  });
+
+  it('journal -> shipper -> one row per record, price seeded once', async () => {
+    const r = await run(['write', '3000', '--prefix', 'basic', '--workers', '3']);
+    assert.equal(r.code, 0, r.stderr);
+    const s = stats(r);
+    assert.equal(s.written, 3000);
+    assert.equal(s.pending, 0);
+    assert.equal(count('basic'), 3000);
+    assert.equal(distinct('basic'), 3000);
+    // tokens as written: 10 + n % 17 and 5 + n % 11
+    let p = 0, c = 0;
+    for (let n = 0; n < 3000; n++) { p += 10 + (n % 17); c += 5 + (n % 11); }
+    assert.equal(pg.sql("SELECT sum(prompt_tokens) || ',' || sum(completion_tokens) FROM usage_events WHERE request_id LIKE 'basic-%'"), `${p},${c}`);
+    await run(['write', '1', '--prefix', 'basic2']);
+    assert.equal(pg.sql("SELECT count(*) FROM prices WHERE model = 'gpt-test'"), '1', 'unchanged price is not re-inserted');
+  });
+
+  it('SIGKILL right after answering: the journal ships on restart', async () => {
+    const journal = newJournal();
+    const w = await run(['write', '2000', '--prefix', 'kill', '--exit-now'], { journal, env: NO_DB });
+    assert.equal(w.code, 0, w.stderr);
+    assert.equal(count('kill'), 0, 'nothing shipped before the kill');
+    const before = fs.readdirSync(journal).filter((f) => f.endsWith('.mgj'));
+    const s = await run(['ship'], { journal });
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(count('kill'), 2000);
+    assert.equal(distinct('kill'), 2000);
+    // fully shipped closed segments are deleted
+    const left = fs.readdirSync(journal).filter((f) => before.includes(f));
+    assert.deepEqual(left, []);
+  });
+
+  it('kill between DB commit and checkpoint: replay does not double count', async () => {
+    const journal = newJournal();
+    await run(['write', '2500', '--prefix', 'replay', '--workers', '1', '--exit-now'], { journal, env: NO_DB });
+    const crash = await run(['ship'], { journal, env: { MODELGATE_TEST_CRASH_AFTER_COMMITS: '1' } });
+    assert.equal(crash.signal, 'SIGKILL', `exit ${crash.code}: ${crash.stderr}`);
+    assert.equal(count('replay'), 1000, 'the first batch committed');
+    const s = await run(['ship'], { journal });
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(count('replay'), 2500);
+    assert.equal(distinct('replay'), 2500);
+    assert.ok(stats(s).duplicate >= 1000, s.stdout);
+  });
+
+  it('kill -9 at random moments while shipping: exactly once', async () => {
+    const journal = newJournal();
+    await run(['write', '20000', '--prefix', 'chaos', '--workers', '2', '--exit-now'], { journal, env: NO_DB });
+    for (const ms of [150, 400, 700]) {
+      const k = await run(['ship'], { journal, killAfterMs: ms });
+      assert.ok(k.signal === 'SIGKILL' || k.code === 0, `${k.code} ${k.signal} ${k.stderr}`);
+    }
+    const s = await run(['ship'], { journal });
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(count('chaos'), 20000);
+    assert.equal(distinct('chaos'), 20000);
+  });
+
+  it('database down at start, then up: every row arrives', async () => {
+    pg.stop('immediate');
+    const p = run(['write', '500', '--prefix', 'down', '--wait-ms', '30000']);
+    await new Promise((r) => setTimeout(r, 1500));
+    pg.start();
+    const r = await p;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(count('down'), 500);
+  });
+
+  it('one bad row goes to usage_dead_letter, the rest of the batch commits', async () => {
+    const r = await run(['write', '1000', '--prefix', 'bad', '--bad-every', '100']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(stats(r).dead, 10);
+    assert.equal(count('bad'), 990);
+    const dl = pg.sql("SELECT count(*) FROM usage_dead_letter WHERE convert_from(raw, 'UTF8') LIKE '%\"bad-%' AND error LIKE '%check%'");
+    assert.equal(dl, '10');
+  });
+
+  it('torn tail from a crash mid-write is skipped; later appends are intact', async () => {
+    const journal = newJournal();
+    await run(['write', '300', '--prefix', 'torn', '--workers', '1', '--exit-now'], { journal, env: NO_DB });
+    const seg = fs.readdirSync(journal).filter((f) => f.endsWith('.mgj')).sort()[0];
+    // a record header promising 400 bytes, then only 20 of them
+    const hdr = Buffer.from([0xff, 0x4d, 0x47, 0x4a, 0x90, 0x01, 0, 0, 1, 2, 3, 4]);
+    fs.appendFileSync(path.join(journal, seg), Buffer.concat([hdr, Buffer.from('{"ts":"2026-01-01T0')]));
+    const r = await run(['write', '200', '--prefix', 'torn2', '--workers', '1'], { journal });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(count('torn'), 300);
+    assert.equal(count('torn2'), 200);
+    assert.equal(stats(r).corrupt, 12 + 19, r.stdout);   // exactly the torn bytes
+  });
+
+  it('journal disk full: write fails, healthy goes false, everything written ships', { skip: !canUnshare() && 'needs unshare -m (root)' }, async () => {
+    const mnt = path.join(tmp, 'tiny');
+    fs.mkdirSync(mnt);
+    const script = `mount -t tmpfs -o size=256k none ${mnt} && ` +
+      `LEDGER_DB= LEDGER_JOURNAL=${mnt}/j ${DRIVER} write 100000 --prefix full --workers 1; echo "rc=$?"; ` +
+      `LEDGER_JOURNAL=${mnt}/j ${DRIVER} ship`;
+    const r = await new Promise((resolve) => {
+      const ch = spawn('unshare', ['-m', 'sh', '-c', script], { env: { ...process.env, LEDGER_DB: pg.url } });
+      let out = '', err = '';
+      ch.stdout.on('data', (d) => { out += d; });
+      ch.stderr.on('data', (d) => { err += d; });
+      ch.on('close', (code) => resolve({ code, out, err }));
+    });
+    const lines = r.out.trim().split('\n');
+    const w = JSON.parse(lines[0]);
+    assert.match(lines[1], /^rc=4$/, r.err);
+    assert.equal(w.healthy, false);
+    assert.equal(w.write_errors, 1);
+    assert.ok(w.written > 100 && w.written < 100000, lines[0]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(count('full'), w.written, 'every record written before the disk filled is in the ledger');
+    assert.equal(distinct('full'), w.written);
+  });
+
+  it('report: totals equal SELECT sum(...), CSV columns exact', async () => {
+    const r = await run(['write', '600', '--prefix', 'rep', '--month', '2025-03']);
+    assert.equal(r.code, 0, r.stderr);
+    const csv = await run(['usage', '--from', '2025-03-01', '--to', '2025-03-31', '--group-by', 'model,user', '--format', 'csv']);
+    assert.equal(csv.code, 0, csv.stderr);
+    const lines = csv.stdout.trim().split('\n');
+    assert.equal(lines[0], 'model,user,requests,prompt_tokens,completion_tokens,total_tokens,cost_usd');
+    const expect = pg.sql("SELECT model || ',' || email || ',' || count(*) || ',' || sum(prompt_tokens) || ',' || sum(completion_tokens) || ',' || sum(prompt_tokens + completion_tokens) || ',' || sum(cost_usd) FROM usage_events WHERE ts >= '2025-03-01Z' AND ts < '2025-04-01Z' GROUP BY model, email ORDER BY model, email");
+    assert.deepEqual(lines.slice(1), expect.split('\n'));
+    const j = await run(['usage', '--from', '2025-03-01', '--to', '2025-03-31', '--group-by', 'day', '--format', 'json']);
+    const doc = JSON.parse(j.stdout);
+    const tot = pg.sql("SELECT count(*) || ' ' || sum(cost_usd) FROM usage_events WHERE ts >= '2025-03-01Z' AND ts < '2025-04-01Z'").split(' ');
+    assert.equal(doc.totals.requests, Number(tot[0]));
+    assert.equal(doc.rows.reduce((a, x) => a + x.requests, 0), 600);
+    assert.equal(j.stdout.match(/"totals":\{.*"cost_usd":([0-9.]+)\}/)[1], tot[1], 'exact decimal total');
+    const f = await run(['usage', '--from', '2025-03-01', '--to', '2025-03-31', '--group-by', 'role', '--filter', 'model=gpt-test', '--format', 'csv']);
+    assert.equal(f.code, 0, f.stderr);
+    assert.match(f.stdout, /^role,requests/);
+    assert.match(f.stdout, /\n"dev,admin",\d+/);   // CSV quoting of a comma
+    const t = await run(['usage', '--from', '2025-03-01', '--to', '2025-03-31', '--group-by', 'cost_center']);
+    assert.match(t.stdout, /TOTAL\s+600\s/);
+    const bad = await run(['usage', '--from', '2025-03-01', '--to', '2025-03-31', '--group-by', 'nope']);
+    assert.equal(bad.code, 1);
+    const baddate = await run(['usage', '--from', '2025-02-30', '--to', '2025-03-31']);
+    assert.equal(baddate.code, 1);
+  });
+
+  it('reconcile: client ids vs ledger, missing and extra', async () => {
+    await run(['write', '50', '--prefix', 'rec', '--month', '2025-05']);
+    const ids = path.join(tmp, 'ids.txt');
+    const list = Array.from({ length: 49 }, (_, i) => `rec-${i + 1}`).concat(['rec-never']);
+    fs.writeFileSync(ids, list.join('\n') + '\n');
+    const r = await run(['usage', 'reconcile', '--ids', ids, '--from', '2025-05-01', '--to', '2025-05-31']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, /^missing rec-never$/m);
+    assert.match(r.stdout, /^extra rec-0$/m);
+    assert.match(r.stdout, /missing 1, extra 1/);
+  });
+
+  it('retention: export a month to CSV, drop only with --confirm', async () => {
+    await run(['write', '120', '--prefix', 'old', '--month', '2024-01']);
+    const out = path.join(tmp, 'jan.csv');
+    const e = await run(['usage', 'export', '--month', '2024-01', '-o', out]);
+    assert.equal(e.code, 0, e.stderr);
+    const rows = fs.readFileSync(out, 'utf8').trim().split('\n');
+    assert.equal(rows.length, 121);
+    assert.match(rows[0], /^request_id,ts,/);
+    const noconfirm = await run(['usage', 'drop', '--month', '2024-01']);
+    assert.equal(noconfirm.code, 1);
+    assert.equal(count('old'), 120);
+    const d = await run(['usage', 'drop', '--month', '2024-01', '--confirm']);
+    assert.equal(d.code, 0, d.stderr);
+    assert.equal(count('old'), 0);
+    assert.equal(pg.sql("SELECT to_regclass('usage_events_2024_01') IS NULL"), 't');
+    const cur = new Date().toISOString().slice(0, 7);
+    assert.equal((await run(['usage', 'drop', '--month', cur, '--confirm'])).code, 1, 'never the current month');
+  });
+});

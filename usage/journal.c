@@ -1,0 +1,695 @@
+/* modelgate — usage journal: per-worker append-only segment files.
+ *
+ * Why a local journal: the request path must never wait for PostgreSQL, and
+ * a SIGKILL right after the answer must not lose the bill. A record is
+ * durable against process death as soon as write() returns (the page cache
+ * belongs to the kernel); the sync thread fdatasyncs every segment that grew
+ * every 100 ms, so a power loss or kernel crash can lose at most the last
+ * ~100 ms of records. Each worker owns its own segment, so the hot path takes
+ * an uncontended mutex, encodes into a reused buffer and makes one write().
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "usage/usage_int.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SEGMENT_MAX_DEFAULT (16u << 20)
+#define SYNC_TICK_MS 100
+#define PROBE_BYTES (1u << 20)
+#define DRAIN_MS 5000
+
+static mg_usage_ledger *g_ledger;
+
+/* ---- codec ---------------------------------------------------------------- */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t mg_usage_crc32(const void *p, size_t n)
+{
+    pthread_once(&crc_once, crc_init);
+    const uint8_t *s = p;
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++)
+        c = crc_table[(c ^ s[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static const uint8_t MAGIC[4] = {0xFF, 'M', 'G', 'J'};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+/* JSON string; invalid UTF-8 bytes become U+FFFD so PostgreSQL never rejects
+ * the row over an encoding error in, say, a subject claim. */
+static mg_rc put_str(mg_buf *b, const char *key, const char *s)
+{
+    if (mg_buf_printf(b, ",\"%s\":", key) != MG_OK) return MG_ENOMEM;
+    if (s == NULL) return mg_buf_append_str(b, "null");
+    size_t n = strlen(s);
+    const unsigned char *u = (const unsigned char *)s;
+    if (mg_buf_append(b, "\"", 1) != MG_OK) return MG_ENOMEM;
+    size_t run = 0;   /* start of the pending run of plain bytes */
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        size_t l = c < 0x80 ? 1 : utf8_len(u + i, n - i);
+        bool plain = l > 0 && c >= 0x20 && c != '"' && c != '\\' && c != 0x7f;
+        if (plain) { i += l; continue; }
+        if (mg_buf_append(b, s + run, i - run) != MG_OK) return MG_ENOMEM;
+        mg_rc rc;
+        if (l == 0) rc = mg_buf_append_str(b, "\\ufffd");
+        else if (c == '"' || c == '\\') rc = mg_buf_printf(b, "\\%c", c);
+        else rc = mg_buf_printf(b, "\\u%04x", c);
+        if (rc != MG_OK) return MG_ENOMEM;
+        i += l ? l : 1;
+        run = i;
+    }
+    if (mg_buf_append(b, s + run, n - run) != MG_OK) return MG_ENOMEM;
+    return mg_buf_append(b, "\"", 1);
+}
+
+static mg_rc put_num(mg_buf *b, const char *key, double v)
+{
+    if (!isfinite(v)) return mg_buf_printf(b, ",\"%s\":null", key);
+    return mg_buf_printf(b, ",\"%s\":%.10f", key, v);
+}
+
+/* decision is documented as a JSON array; anything else is kept as text so
+ * a caller bug cannot turn the whole record into a dead letter. */
+static mg_rc put_decision(mg_buf *b, const char *d)
+{
+    if (d == NULL) return mg_buf_append_str(b, ",\"decision\":null");
+    size_t n = strlen(d);
+    bool ok = n >= 2 && d[0] == '[' && d[n - 1] == ']';
+    for (size_t i = 0; ok && i < n; i++)
+        if ((unsigned char)d[i] < 0x20 || (unsigned char)d[i] >= 0x80)
+            ok = false;
+    if (!ok) return put_str(b, "decision", d);
+    if (mg_buf_append_str(b, ",\"decision\":") != MG_OK) return MG_ENOMEM;
+    return mg_buf_append(b, d, n);
+}
+
+static void fmt_ts(char out[96], int64_t ms)
+{
+    time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int msec = (int)(ms - (int64_t)t * 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, 96, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, msec);
+}
+
+mg_rc mg_usage_encode(mg_buf *b, const mg_usage_event *ev)
+{
+    if (ev == NULL || ev->request_id == NULL || ev->request_id[0] == '\0')
+        return MG_ERR;
+    size_t start = b->len;
+    uint8_t hdr[MG_JREC_HDR] = {0};
+    char ts[96];
+    fmt_ts(ts, ev->ts_ms);
+    mg_rc rc = mg_buf_append(b, hdr, sizeof hdr);
+    if (rc == MG_OK) rc = mg_buf_printf(b, "{\"ts\":\"%s\"", ts);
+    if (rc == MG_OK) rc = put_str(b, "request_id", ev->request_id);
+    if (rc == MG_OK) rc = put_str(b, "subject", ev->subject);
+    if (rc == MG_OK) rc = put_str(b, "email", ev->email);
+    if (rc == MG_OK) rc = put_str(b, "roles", ev->roles);
+    if (rc == MG_OK) rc = put_str(b, "key_id", ev->key_id);
+    if (rc == MG_OK) rc = put_str(b, "cost_center", ev->cost_center);
+    if (rc == MG_OK) rc = put_str(b, "model", ev->model);
+    if (rc == MG_OK) rc = put_str(b, "served_model", ev->served_model);
+    if (rc == MG_OK) rc = put_str(b, "provider", ev->provider);
+    if (rc == MG_OK) rc = put_str(b, "upstream_model", ev->upstream_model);
+    if (rc == MG_OK)
+        rc = mg_buf_printf(b, ",\"status\":%d,\"prompt_tokens\":%lld,\"completion_tokens\":%lld",
+                           ev->status, (long long)ev->prompt_tokens, (long long)ev->completion_tokens);
+    if (rc == MG_OK) rc = put_num(b, "cost_usd", ev->cost_usd);
+    if (rc == MG_OK) rc = put_num(b, "input_per_mtok", ev->input_per_mtok);
+    if (rc == MG_OK) rc = put_num(b, "output_per_mtok", ev->output_per_mtok);
+    if (rc == MG_OK)
+        rc = mg_buf_printf(b, ",\"latency_ms\":%lld,\"stream\":%s,\"estimated\":%s,\"client_gone\":%s",
+                           (long long)ev->latency_ms, ev->stream ? "true" : "false",
+                           ev->estimated ? "true" : "false", ev->client_gone ? "true" : "false");
+    if (rc == MG_OK) rc = put_decision(b, ev->decision);
+    if (rc == MG_OK) rc = put_str(b, "error_code", ev->error_code);
+    if (rc == MG_OK) rc = mg_buf_append(b, "}", 1);
+    size_t plen = b->len - start - MG_JREC_HDR;
+    if (rc != MG_OK || plen > MG_JREC_MAX) {
+        b->len = start;
+        return rc != MG_OK ? rc : MG_ERR;
+    }
+    uint8_t *h = (uint8_t *)b->p + start;
+    memcpy(h, MAGIC, 4);
+    put32(h + 4, (uint32_t)plen);
+    put32(h + 8, mg_usage_crc32(h + MG_JREC_HDR, plen));
+    return MG_OK;
+}
+
+static size_t next_magic(const uint8_t *buf, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (buf[i] != MAGIC[0]) continue;
+        size_t k = 1;
+        while (k < 4 && i + k < n && buf[i + k] == MAGIC[k]) k++;
+        if (k == 4 || i + k == n)  /* full magic, or a prefix cut by the buffer end */
+            return i;
+    }
+    return n;
+}
+
+mg_jdec mg_usage_decode(const uint8_t *buf, size_t n, bool at_eof,
+                        const uint8_t **payload, size_t *plen, size_t *used)
+{
+    *used = 0;
+    size_t have = n < 4 ? n : 4;
+    if (memcmp(buf, MAGIC, have) != 0)
+        goto corrupt;
+    if (n < MG_JREC_HDR)
+        goto incomplete;
+    uint32_t len = get32(buf + 4);
+    if (len < 2 || len > MG_JREC_MAX)
+        goto corrupt;
+    if (n - MG_JREC_HDR < len)
+        goto incomplete;
+    if (mg_usage_crc32(buf + MG_JREC_HDR, len) != get32(buf + 8))
+        goto corrupt;
+    *payload = buf + MG_JREC_HDR;
+    *plen = len;
+    *used = MG_JREC_HDR + len;
+    return MG_JDEC_OK;
+incomplete:
+    if (!at_eof)
+        return MG_JDEC_NEED_MORE;
+corrupt:
+    /* At EOF a record cut short is garbage; a later magic may still start a
+     * good record (a torn write followed by appends in another life). */
+    *used = next_magic(buf, n);
+    return MG_JDEC_CORRUPT;
+}
+
+uint64_t mg_usage_seg_seq(const char *name)
+{
+    if (strncmp(name, "seg-", 4) != 0 || strlen(name) < 4 + 16 + 2 + 4)
+        return 0;
+    uint64_t seq = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = name[4 + i];
+        if (c < '0' || c > '9') return 0;
+        seq = seq * 10 + (uint64_t)(c - '0');
+    }
+    const char *rest = name + 20;
+    size_t rl = strlen(rest);
+    if (strncmp(rest, "-w", 2) != 0 || rl < 6 || strcmp(rest + rl - 4, ".mgj") != 0)
+        return 0;
+    return seq;
+}
+
+void mg_usage_seg_name(char out[MG_JSEG_NAME_LEN], uint64_t seq, size_t worker)
+{
+    snprintf(out, MG_JSEG_NAME_LEN, "seg-%016llu-w%03u.mgj", (unsigned long long)seq,
+             (unsigned)(worker % 1000));
+}
+
+mg_rc mg_usage_parse_date(const char *s, int64_t *days)
+{
+    if (s == NULL || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return MG_ERR;
+    int v[3] = {0, 0, 0};
+    const int pos[3] = {0, 5, 8}, len[3] = {4, 2, 2};
+    for (int f = 0; f < 3; f++)
+        for (int i = 0; i < len[f]; i++) {
+            char c = s[pos[f] + i];
+            if (c < '0' || c > '9') return MG_ERR;
+            v[f] = v[f] * 10 + (c - '0');
+        }
+    int y = v[0], m = v[1], d = v[2];
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (y < 1970 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1] + (m == 2 && leap))
+        return MG_ERR;
+    /* days from civil (Howard Hinnant's algorithm) */
+    int64_t yy = y - (m <= 2);
+    int64_t era = yy / 400;
+    int64_t yoe = yy - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    *days = era * 146097 + doe - 719468;
+    return MG_OK;
+}
+
+int64_t mg_usage_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- segments ------------------------------------------------------------- */
+
+static int open_segment(mg_usage_ledger *L, size_t worker, uint64_t *seq)
+{
+    char name[MG_JSEG_NAME_LEN];
+    *seq = atomic_fetch_add(&L->next_seq, 1);
+    mg_usage_seg_name(name, *seq, worker);
+    int fd = openat(L->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        atomic_store(&L->dir_dirty, true);
+    return fd;
+}
+
+/* Called with w->mu held. The old segment is handed to the sync thread for
+ * its last fdatasync so the hot path never waits for the disk. */
+static mg_rc rotate(mg_usage_ledger *L, size_t idx)
+{
+    mg_usage_worker *w = &L->w[idx];
+    uint64_t seq;
+    int fd = open_segment(L, idx, &seq);
+    if (fd < 0)
+        return MG_ERR;
+    if (w->retired_fd >= 0) {  /* the sync thread has not caught up: rare */
+        fdatasync(w->retired_fd);
+        close(w->retired_fd);
+    }
+    w->retired_fd = w->fd;
+    w->fd = fd;
+    w->seq = seq;
+    w->size = 0;
+    w->synced = 0;
+    w->broken = false;
+    return MG_OK;
+}
+
+bool mg_usage_seg_active(mg_usage_ledger *L, uint64_t seq, uint64_t *limit)
+{
+    for (size_t i = 0; i < L->nworkers; i++) {
+        mg_usage_worker *w = &L->w[i];
+        pthread_mutex_lock(&w->mu);
+        bool hit = w->seq == seq;
+        if (hit) *limit = w->size;
+        pthread_mutex_unlock(&w->mu);
+        if (hit) return true;
+    }
+    return false;
+}
+
+mg_rc mg_usage_record(size_t worker, const mg_usage_event *ev)
+{
+    mg_usage_ledger *L = g_ledger;
+    if (L == NULL)
+        return MG_OK;
+    if (worker >= L->nworkers)
+        return MG_ERR;
+    mg_usage_worker *w = &L->w[worker];
+    mg_rc rc = MG_ERR;
+    pthread_mutex_lock(&w->mu);
+    mg_buf_reset(&w->buf);
+    if (mg_usage_encode(&w->buf, ev) != MG_OK)
+        goto out;
+    if ((w->broken || w->size >= L->segment_max) && rotate(L, worker) != MG_OK)
+        goto fail;
+    size_t off = 0;
+    while (off < w->buf.len) {
+        ssize_t n = write(w->fd, w->buf.p + off, w->buf.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    if (off == w->buf.len) {
+        w->size += off;
+        atomic_fetch_add(&L->written, 1);
+        atomic_fetch_add(&L->journal_bytes, off);
+        rc = MG_OK;
+        goto out;
+    }
+    /* Torn write (disk full): cut it off so later appends stay readable; if
+     * that fails too, the next record starts a fresh segment and replay
+     * skips the torn tail by its length/CRC. */
+    if (off > 0 && ftruncate(w->fd, (off_t)w->size) != 0)
+        w->broken = true;
+fail:
+    atomic_fetch_add(&L->write_errors, 1);
+    if (atomic_exchange(&L->healthy, false))
+        mg_log_error("usage journal write failed in %s: %s; failing closed", L->dir, strerror(errno ? errno : EIO));
+out:
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+bool mg_usage_healthy(void)
+{
+    mg_usage_ledger *L = g_ledger;
+    return L == NULL || atomic_load(&L->healthy);
+}
+
+void mg_usage_stats(struct mg_usage_stats *o)
+{
+    memset(o, 0, sizeof *o);
+    mg_usage_ledger *L = g_ledger;
+    if (L == NULL) {
+        o->healthy = true;
+        return;
+    }
+    o->journal_bytes = atomic_load(&L->journal_bytes);
+    o->pending_bytes = atomic_load(&L->pending_bytes);
+    o->records_written = atomic_load(&L->written);
+    uint64_t acked = atomic_load(&L->acked_ours);
+    o->records_pending = o->records_written > acked ? o->records_written - acked : 0;
+    o->records_shipped = atomic_load(&L->shipped);
+    o->records_duplicate = atomic_load(&L->duplicate);
+    o->dead_letters = atomic_load(&L->dead);
+    o->corrupt_bytes = atomic_load(&L->corrupt);
+    o->write_errors = atomic_load(&L->write_errors);
+    o->last_ship_ms = atomic_load(&L->last_ship_ms);
+    o->db_connected = atomic_load(&L->db_connected);
+    o->healthy = atomic_load(&L->healthy);
+}
+
+/* ---- sync thread: group fsync, DB watchdog, disk probe ------------------- */
+
+static void sync_workers(mg_usage_ledger *L)
+{
+    for (size_t i = 0; i < L->nworkers; i++) {
+        mg_usage_worker *w = &L->w[i];
+        int fd = -1, retired;
+        pthread_mutex_lock(&w->mu);
+        retired = w->retired_fd;
+        w->retired_fd = -1;
+        uint64_t size = w->size;
+        if (size != w->synced)
+            fd = dup(w->fd);
+        pthread_mutex_unlock(&w->mu);
+        if (retired >= 0) {
+            fdatasync(retired);
+            close(retired);
+        }
+        if (fd >= 0) {
+            fdatasync(fd);
+            close(fd);
+            pthread_mutex_lock(&w->mu);
+            if (w->size >= size) w->synced = size;
+            pthread_mutex_unlock(&w->mu);
+        }
+    }
+    if (atomic_exchange(&L->dir_dirty, false))
+        fsync(L->dirfd);
+}
+
+/* After a failed write the gateway stops sending traffic, so no write will
+ * tell us the disk is back: reserve real blocks in a probe file instead. */
+static void probe_disk(mg_usage_ledger *L)
+{
+    int fd = openat(L->dirfd, ".probe", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    int err = posix_fallocate(fd, 0, PROBE_BYTES);
+    close(fd);
+    unlinkat(L->dirfd, ".probe", 0);
+    if (err == 0) {
+        atomic_store(&L->healthy, true);
+        mg_log_warn("usage journal in %s is writable again", L->dir);
+    }
+}
+
+static void watchdog(mg_usage_ledger *L)
+{
+    uint64_t now = mg_now_ms();
+    pthread_mutex_lock(&L->db_mu);
+    if (L->db_sock >= 0 && L->db_deadline_ms && now > L->db_deadline_ms) {
+        /* A hung backend (SIGSTOP, dead network) would block libpq forever;
+         * shutting the socket makes the call fail so the shipper reconnects. */
+        mg_log_warn("usage shipper: database call overdue, dropping the connection");
+        shutdown(L->db_sock, SHUT_RDWR);
+        L->db_deadline_ms = 0;
+    }
+    pthread_mutex_unlock(&L->db_mu);
+}
+
+static void *sync_main(void *arg)
+{
+    mg_usage_ledger *L = arg;
+    uint64_t last_probe = 0;
+    for (;;) {
+        pthread_mutex_lock(&L->mu);
+        bool stop = L->stop_sync;
+        if (!stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += SYNC_TICK_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+            pthread_cond_timedwait(&L->cv, &L->mu, &ts);
+            stop = L->stop_sync;
+        }
+        pthread_mutex_unlock(&L->mu);
+        sync_workers(L);
+        watchdog(L);
+        if (!atomic_load(&L->healthy) && mg_now_ms() - last_probe >= 1000) {
+            last_probe = mg_now_ms();
+            probe_disk(L);
+        }
+        if (stop)
+            return NULL;
+    }
+}
+
+/* ---- start / stop --------------------------------------------------------- */
+
+static mg_rc mkdir_p(const char *path)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp)
+        return MG_ERR;
+    memcpy(tmp, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] != '/' && tmp[i] != '\0')
+            continue;
+        char c = tmp[i];
+        tmp[i] = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return MG_ERR;
+        tmp[i] = c;
+    }
+    return MG_OK;
+}
+
+static void ledger_free(mg_usage_ledger *L)
+{
+    if (L == NULL)
+        return;
+    for (size_t i = 0; L->w && i < L->nworkers; i++) {
+        mg_usage_worker *w = &L->w[i];
+        if (w->retired_fd >= 0) { fdatasync(w->retired_fd); close(w->retired_fd); }
+        if (w->fd >= 0) { fdatasync(w->fd); close(w->fd); }
+        mg_buf_free(&w->buf);
+        pthread_mutex_destroy(&w->mu);
+    }
+    if (L->dirfd >= 0) { fsync(L->dirfd); close(L->dirfd); }
+    if (L->lockfd >= 0) close(L->lockfd);
+    for (size_t i = 0; i < L->nprices; i++)
+        free(L->prices[i].model);
+    free(L->prices);
+    free(L->w);
+    free(L->dir);
+    free(L->conninfo);
+    pthread_mutex_destroy(&L->mu);
+    pthread_cond_destroy(&L->cv);
+    pthread_mutex_destroy(&L->db_mu);
+    free(L);
+}
+
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+    const char *s = getenv(name);
+    if (s == NULL || *s == '\0')
+        return dflt;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    return (errno || *end || v == 0) ? dflt : (uint64_t)v;
+}
+
+static mg_rc copy_prices(mg_usage_ledger *L, const mg_config *cfg)
+{
+    L->prices = calloc(cfg->nmodels ? cfg->nmodels : 1, sizeof *L->prices);
+    if (L->prices == NULL)
+        return MG_ENOMEM;
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        const mg_cfg_model *m = &cfg->models[i];
+        if (!m->has_price)
+            continue;
+        mg_usage_price *p = &L->prices[L->nprices];
+        if ((p->model = strdup(m->name)) == NULL)
+            return MG_ENOMEM;
+        p->in = m->input_per_mtok;
+        p->out = m->output_per_mtok;
+        L->nprices++;
+    }
+    return MG_OK;
+}
+
+static uint64_t max_seq_in_dir(int dirfd)
+{
+    uint64_t max = 0;
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t s = mg_usage_seg_seq(de->d_name);
+        if (s > max) max = s;
+    }
+    closedir(d);
+    return max;
+}
+
+mg_rc mg_usage_start(const mg_config *cfg, size_t nworkers, mg_buf *errs)
+{
+    if (g_ledger != NULL) {
+        mg_buf_printf(errs, "usage ledger already started\n");
+        return MG_ERR;
+    }
+    if (cfg->journal_dir == NULL || nworkers == 0) {
+        mg_buf_printf(errs, "usage ledger: usage.journal_dir is not set\n");
+        return MG_ERR;
+    }
+    mg_usage_ledger *L = calloc(1, sizeof *L);
+    if (L == NULL)
+        return MG_ENOMEM;
+    L->dirfd = L->lockfd = L->db_sock = -1;
+    pthread_mutex_init(&L->mu, NULL);
+    pthread_cond_init(&L->cv, NULL);
+    pthread_mutex_init(&L->db_mu, NULL);
+    atomic_store(&L->healthy, true);
+    L->segment_max = env_u64("MODELGATE_JOURNAL_SEGMENT_BYTES", SEGMENT_MAX_DEFAULT);
+    L->db_timeout_ms = (uint32_t)env_u64("MODELGATE_LEDGER_DB_TIMEOUT_MS", 30000);
+    L->dir = strdup(cfg->journal_dir);
+    L->conninfo = cfg->database_url ? strdup(cfg->database_url) : NULL;
+    L->w = calloc(nworkers, sizeof *L->w);
+    if (L->dir == NULL || (cfg->database_url && L->conninfo == NULL) || L->w == NULL ||
+        copy_prices(L, cfg) != MG_OK) {
+        ledger_free(L);
+        return MG_ENOMEM;
+    }
+    L->nworkers = nworkers;
+    for (size_t i = 0; i < nworkers; i++) {
+        L->w[i].fd = L->w[i].retired_fd = -1;
+        pthread_mutex_init(&L->w[i].mu, NULL);
+    }
+    if (mkdir_p(L->dir) != MG_OK ||
+        (L->dirfd = open(L->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        mg_buf_printf(errs, "usage ledger: cannot create journal_dir %s: %s\n", L->dir, strerror(errno));
+        goto fail;
+    }
+    L->lockfd = openat(L->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (L->lockfd < 0 || flock(L->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        mg_buf_printf(errs, "usage ledger: journal_dir %s is in use by another process\n", L->dir);
+        goto fail;
+    }
+    /* New segments after a restart: a torn tail from a crash stays at the
+     * end of a closed segment, where replay can skip it safely. */
+    L->first_seq = max_seq_in_dir(L->dirfd) + 1;
+    atomic_store(&L->next_seq, L->first_seq);
+    for (size_t i = 0; i < nworkers; i++) {
+        if ((L->w[i].fd = open_segment(L, i, &L->w[i].seq)) < 0) {
+            mg_buf_printf(errs, "usage ledger: cannot create a segment in %s: %s\n", L->dir, strerror(errno));
+            goto fail;
+        }
+    }
+    fsync(L->dirfd);
+    if (pthread_create(&L->sync_thr, NULL, sync_main, L) != 0)
+        goto fail_thread;
+    L->sync_started = true;
+    if (pthread_create(&L->ship_thr, NULL, mg_usage_ship_main, L) != 0)
+        goto fail_thread;
+    L->ship_started = true;
+    g_ledger = L;
+    return MG_OK;
+fail_thread:
+    mg_buf_printf(errs, "usage ledger: cannot start threads\n");
+fail:
+    if (L->sync_started) {
+        pthread_mutex_lock(&L->mu);
+        L->stop_sync = true;
+        pthread_cond_broadcast(&L->cv);
+        pthread_mutex_unlock(&L->mu);
+        pthread_join(L->sync_thr, NULL);
+    }
+    ledger_free(L);
+    return MG_ERR;
+}
+
+void mg_usage_stop(void)
+{
+    mg_usage_ledger *L = g_ledger;
+    if (L == NULL)
+        return;
+    pthread_mutex_lock(&L->mu);
+    L->drain_deadline_ms = mg_now_ms() + DRAIN_MS;
+    L->stop_ship = true;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    if (L->ship_started)
+        pthread_join(L->ship_thr, NULL);
+    pthread_mutex_lock(&L->mu);
+    L->stop_sync = true;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    if (L->sync_started)
+        pthread_join(L->sync_thr, NULL);
+    g_ledger = NULL;
+    ledger_free(L);
+}
