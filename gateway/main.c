@@ -10,6 +10,7 @@
 #include "server.h"
 #include "snapshot.h"
 #include "usage/usage.h"
+#include "auth/auth.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@ static const char usage_text[] =
     "                     (SIGHUP reloads config and certificates, SIGTERM drains and exits)\n"
     "  check   -c FILE    validate the configuration; errors as file:line:col: message\n"
     "  migrate -c FILE    apply migrations/ to the database (idempotent, safe with two instances)\n"
+    "  keys create --user EMAIL --role ROLE [--name NAME] [--expires 90d]   prints the new key once\n"
+    "  keys list | keys revoke ID\n"
     "  usage   -c FILE --from DATE --to DATE [--group-by user,role,model,provider,day,month,cost_center,key]\n"
     "                     [--format table|csv|json]     usage and cost report from the ledger\n"
     "  usage reconcile | usage export --month YYYY-MM -o FILE | usage drop --month YYYY-MM --confirm\n"
@@ -123,7 +126,17 @@ static int cmd_serve(int argc, char **argv)
     mg_snapshot *snap = load(path);
     if (snap == NULL)
         return 1;
-    return mg_server_run(path, snap);
+    mg_buf errs = {0};
+    if (mg_auth_start(snap->cfg, &errs) != MG_OK) {
+        fprintf(stderr, "modelgate: cannot start authentication: %.*s\n", (int)errs.len, errs.p ? errs.p : "");
+        mg_buf_free(&errs);
+        mg_snapshot_unref(snap);
+        return 2;
+    }
+    mg_buf_free(&errs);   /* an unreachable IdP was logged; it is retried when needed */
+    int rc = mg_server_run(path, snap);
+    mg_auth_stop();
+    return rc;
 }
 
 /* Commands that work on the configuration's resources (database, journal):
@@ -193,6 +206,8 @@ int main(int argc, char **argv)
         rc = cmd_with_config(argc, argv, mg_cli_migrate);
     else if (strcmp(argv[1], "usage") == 0)
         rc = cmd_with_config(argc, argv, mg_cli_usage);
+    else if (strcmp(argv[1], "keys") == 0)
+        rc = cmd_with_config(argc, argv, mg_cli_keys);
     else {
         fprintf(stderr, "modelgate: unknown command \"%s\" (see modelgate --help)\n", argv[1]);
         rc = 1;

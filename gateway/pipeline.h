@@ -49,7 +49,12 @@ typedef struct mg_principal {
     const char *email;
     const char *cost_center;
     const char *key_id;
-    const char *roles;                /* comma-separated role names, or NULL */
+    const char *name;
+    const char *const *groups;        /* IdP groups (JWT / session), or none */
+    size_t ngroups;
+    const char *const *role_list;     /* roles: the API key's, or mapped from claims */
+    size_t nroles;
+    const char *roles;                /* the same, comma-separated (ledger), or NULL */
     const char *const *permissions;   /* admin permissions ("usage:read", ...) */
     size_t npermissions;
 } mg_principal;

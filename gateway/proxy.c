@@ -678,6 +678,7 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
         return;
     }
     upstream_free(up);
+    estimate_usage(req);   /* a provider that reported no usage is still billed (estimated) */
     if (mg_pipeline_filter_output(req, &out, false) != MG_OK) {
         mg_buf_free(&out);
         mg_req_respond_error(req, 403, "permission_error",

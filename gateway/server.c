@@ -18,6 +18,7 @@
 #include "router.h"
 #include "tpool.h"
 #include "usage/usage.h"
+#include "auth/auth.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -923,6 +924,11 @@ int mg_server_run(const char *cfg_path, mg_snapshot *snap)
             if (sig == SIGHUP) {
                 mg_snapshot *next = reload(cfg_path, snap);
                 if (next) {
+                    mg_buf aerrs = {0};
+                    /* Blocking IdP metadata fetch: this thread, never a worker loop. */
+                    if (mg_auth_reload(next->cfg, &aerrs) != MG_OK || aerrs.len)
+                        mg_log_warn("reload: identity provider: %.*s", (int)aerrs.len, aerrs.p ? aerrs.p : "");
+                    mg_buf_free(&aerrs);
                     apply_logging(next->cfg);
                     workers_post(next, false, false);
                     mg_snapshot_unref(snap);
