@@ -41,9 +41,31 @@ start_mock() {
 }
 
 # check NAME TEXT EXPR — EXPR is JavaScript evaluated with t (the text), j (t
-# parsed as JSON, or null), sse(t) -> [{event, data, json}], lines(t) -> parsed NDJSON.
+# parsed as JSON, or null), sse(t) -> [{event, data, json}], lines(t) -> parsed NDJSON,
+# es(b) -> the AWS eventstream messages in the raw bytes b ({headers, json}; it
+# throws on a bad length or CRC). checkf NAME FILE EXPR reads FILE instead of TEXT.
 JS_PRELUDE='
-const t = require("fs").readFileSync(0, "utf8");
+const b = require("fs").readFileSync(0);
+const t = b.toString("utf8");
+const es = (buf) => {
+  const { crc32 } = require("zlib");
+  const out = [];
+  for (let p = 0; p < buf.length;) {
+    const total = buf.readUInt32BE(p), hlen = buf.readUInt32BE(p + 4);
+    if (crc32(buf.subarray(p, p + 8)) !== buf.readUInt32BE(p + 8)) throw new Error("bad prelude CRC at " + p);
+    if (p + total > buf.length) throw new Error("truncated message at " + p);
+    if (crc32(buf.subarray(p, p + total - 4)) !== buf.readUInt32BE(p + total - 4)) throw new Error("bad message CRC at " + p);
+    const headers = {};
+    for (let h = p + 12; h < p + 12 + hlen;) {
+      const n = buf[h]; const name = buf.toString("latin1", h + 1, h + 1 + n); h += 1 + n;
+      if (buf[h] !== 7) throw new Error("header type " + buf[h]);
+      const vl = buf.readUInt16BE(h + 1); headers[name] = buf.toString("utf8", h + 3, h + 3 + vl); h += 3 + vl;
+    }
+    out.push({ headers, json: JSON.parse(buf.toString("utf8", p + 12 + hlen, p + total - 4)) });
+    p += total;
+  }
+  return out;
+};
 let j = null; try { j = JSON.parse(t); } catch {}
 const sse = (s) => s.split(/\r?\n\r?\n/).filter((b) => b.trim()).map((b) => {
   const e = { event: null, data: "" };
@@ -63,6 +85,10 @@ if (!r) { console.log("false for: " + t.slice(0, 500)); process.exit(1); }
 check() {
     local name=$1 text=$2 expr=$3 out
     if out=$(node -e "$JS_PRELUDE" "$expr" <<<"$text" 2>&1); then ok "$name"; else bad "$name" "$out"; fi
+}
+checkf() {
+    local name=$1 file=$2 expr=$3 out
+    if out=$(node -e "$JS_PRELUDE" "$expr" <"$file" 2>&1); then ok "$name"; else bad "$name" "$out"; fi
 }
 
 # expect NAME ACTUAL WANTED — plain equality.
@@ -293,6 +319,72 @@ r=$(curl -s "$U/__mock/requests")
 s2=$(curl -s "$U/__mock/stats")
 check "DELETE /__mock/requests clears records and counters" "[$r,$s2]" '
   j[0].length === 0 && j[1].requests === 0 && j[1].client_aborted === 0 && Object.keys(j[1].fail_counters).length === 0'
+
+################################################################### Bedrock
+BB='{"system":[{"text":"be kind"}],"messages":[{"role":"user","content":[{"text":"Hi bedrock"}]}]'
+bedrock() {   # bedrock MODEL_ID converse|converse-stream BODY [curl args...]
+    local model=$1 op=$2 body=$3; shift 3
+    curl -sN "$@" "$U/model/$model/$op" -H 'Content-Type: application/json' -d "$body"
+}
+r=$(bedrock anthropic.claude-test-v1%3A0 converse "$BB}")
+check "bedrock converse: shape and usage" "$r" '
+  j.output.message.role === "assistant" && j.output.message.content.length === 1 &&
+  j.output.message.content[0].text === "mock reply to: Hi bedrock" && j.stopReason === "end_turn" &&
+  j.usage.inputTokens === 4 && j.usage.outputTokens === 5 && j.usage.totalTokens === 9'
+bedrock m converse-stream "$BB}" -D "$TMP/h" -o "$TMP/es.out"
+expect "bedrock converse-stream content type" "$(tr -d '\r' <"$TMP/h" | sed -n 's/^content-type: //Ip')" application/vnd.amazon.eventstream
+checkf "bedrock converse-stream: eventstream frames with valid CRCs, event order, usage" "$TMP/es.out" '
+  const ev = es(b); const names = ev.map((e) => e.headers[":event-type"]);
+  const deltas = ev.filter((e) => e.headers[":event-type"] === "contentBlockDelta");
+  ev.every((e) => e.headers[":message-type"] === "event" && e.headers[":content-type"] === "application/json") &&
+  names[0] === "messageStart" && ev[0].json.role === "assistant" && deltas.length === 5 &&
+  deltas.map((e) => e.json.delta.text).join("") === "mock reply to: Hi bedrock" &&
+  names.slice(-3).join() === "contentBlockStop,messageStop,metadata" &&
+  ev[ev.length - 2].json.stopReason === "end_turn" &&
+  JSON.stringify(ev[ev.length - 1].json.usage) === JSON.stringify({ inputTokens: 4, outputTokens: 5, totalTokens: 9 })'
+bedrock m converse-stream '{"messages":[{"role":"user","content":[{"text":"one two three [[mock:chunks=2,no_usage]]"}]}],"inferenceConfig":{"maxTokens":3}}' -o "$TMP/es.out"
+checkf "bedrock stream: chunks=2, no_usage (metadata without usage), maxTokens -> max_tokens" "$TMP/es.out" '
+  const ev = es(b); const last = ev[ev.length - 1];
+  ev.filter((e) => e.headers[":event-type"] === "contentBlockDelta").length === 2 &&
+  last.headers[":event-type"] === "metadata" && !("usage" in last.json) && ev[ev.length - 2].json.stopReason === "max_tokens"'
+r=$(bedrock 'mock%3Astatus%3D429' converse "$BB}" -D "$TMP/h" -w '\n%{http_code}')
+check "bedrock: directive in the URL model id, AWS error shape" "$r" '
+  const [body, code] = t.trim().split("\n"); code === "429" && typeof JSON.parse(body).message === "string"'
+expect "bedrock error names the exception in x-amzn-errortype" \
+    "$(tr -d '\r' <"$TMP/h" | sed -n 's/^x-amzn-errortype: \([A-Za-z]*\).*/\1/Ip')" ThrottlingException
+bedrock m converse-stream '{"messages":[{"role":"user","content":[{"text":"x [[mock:error_mid_stream]]"}]}]}' -o "$TMP/es.out"
+checkf "bedrock error_mid_stream: an exception message after half the deltas" "$TMP/es.out" '
+  const ev = es(b); const last = ev[ev.length - 1];
+  last.headers[":message-type"] === "exception" && last.headers[":exception-type"] === "modelStreamErrorException" &&
+  ev.filter((e) => e.headers[":event-type"] === "contentBlockDelta").length === 2'
+bedrock m converse-stream '{"messages":[{"role":"user","content":[{"text":"x [[mock:close_mid_stream]]"}]}]}' -o "$TMP/es.out"
+rc=$?
+checkf "bedrock close_mid_stream: whole frames, then the connection dies (curl rc=$rc)" "$TMP/es.out" "
+  $rc !== 0 && es(b).length === 3"
+bedrock m converse-stream '{"messages":[{"role":"user","content":[{"text":"x [[mock:hang=mid_stream]]"}]}]}' -m 1 -o "$TMP/es.out"
+rc=$?
+checkf "bedrock hang=mid_stream: half the deltas, then nothing (curl rc=$rc)" "$TMP/es.out" "
+  $rc === 28 && es(b).length === 3"
+r=$(bedrock m converse '{"messages":"nope"}' -w '\n%{http_code}')
+check "bedrock: messages not an array -> 400 ValidationException shape" "$r" '
+  const [body, code] = t.trim().split("\n"); code === "400" && /messages/.test(JSON.parse(body).message)'
+
+# SigV4: curl --aws-sigv4 signs independently of the mock's checker.
+SB='{"messages":[{"role":"user","content":[{"text":"signed [[mock:sigv4_secret=s3cr3t]]"}]}]}'
+codes="$(bedrock m converse "$SB" --aws-sigv4 aws:amz:us-east-1:bedrock --user AKIDEXAMPLE:s3cr3t -o /dev/null -w '%{http_code}')"
+codes="$codes $(bedrock m converse "$SB" --aws-sigv4 aws:amz:us-east-1:bedrock --user AKIDEXAMPLE:wrong -o /dev/null -w '%{http_code}')"
+codes="$codes $(bedrock m converse "$SB" -o /dev/null -w '%{http_code}')"
+codes="$codes $(bedrock m converse "${SB/signed/unsigned}" -H 'Authorization: Bearer br-key' -o /dev/null -w '%{http_code}')"
+expect "sigv4_secret: right secret 200, wrong secret 403, unsigned 403, bearer 403" "$codes" "200 403 403 403"
+r=$(curl -s "$U/__mock/requests")
+check "records: sigv4 parsed and marked valid/invalid" "$r" '
+  const s = j.slice(-4).map((x) => x.sigv4 || null);
+  s[0].access_key_id === "AKIDEXAMPLE" && s[0].region === "us-east-1" && s[0].service === "bedrock" &&
+  s[0].signed_headers.includes("host") && s[0].valid === true && s[1].valid === false && s[2] === null && s[3] === null'
+codes="$(bedrock m converse '{"messages":[{"role":"user","content":[{"text":"x [[mock:require_sigv4]]"}]}]}' --aws-sigv4 aws:amz:us-east-1:bedrock --user AK:any -o /dev/null -w '%{http_code}')"
+codes="$codes $(bedrock m converse '{"messages":[{"role":"user","content":[{"text":"x [[mock:require_sigv4]]"}]}]}' -o /dev/null -w '%{http_code}')"
+codes="$codes $(bedrock m converse '{"messages":[{"role":"user","content":[{"text":"x [[mock:require_key=br-key]]"}]}]}' -H 'Authorization: Bearer br-key' -o /dev/null -w '%{http_code}')"
+expect "require_sigv4: signed 200, unsigned 403; require_key takes a Bedrock bearer key" "$codes" "200 403 200"
 
 ##################################################################### SIGTERM
 kill -TERM "$PLAIN_PID"

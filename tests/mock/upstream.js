@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // modelgate — mock model upstream: stands in for OpenAI (and Azure OpenAI),
-// Anthropic, Ollama and Gemini on a loopback port, with fault-injection
+// Anthropic, Ollama, Gemini and Amazon Bedrock (Converse, with binary
+// eventstream replies and SigV4 checks) on a loopback port, with fault-injection
 // "directives" and introspection endpoints for the integration tests. Also the
 // local model of `make demo`. Node 20, node: built-ins only.
 //
@@ -10,10 +11,12 @@
 'use strict';
 
 const { isUtf8 } = require('node:buffer');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
 const http2 = require('node:http2');
 const https = require('node:https');
+const zlib = require('node:zlib');
 
 /* ----------------------------------------------------------------- options */
 
@@ -80,6 +83,7 @@ const DIRECTIVES = {
   no_usage: 'flag', close_mid_stream: 'flag', error_mid_stream: 'flag',
   bad_framing: ['1', 'chunked', 'cl', 'dup_cl', 'status'],
   reply: 'str', big: 'int', dims: 'int', require_key: 'str',
+  require_sigv4: 'flag', sigv4_secret: 'str',
 };
 const MARKER_RE = /\[\[mock:([^\]]*)\]\]/g;
 
@@ -435,6 +439,197 @@ const gemini = {
   streamError(c) { return this.frame(c, geminiErrorBody(500, 'mock: injected mid-stream error'), false); },
 };
 
+// Amazon Bedrock Converse. Errors are {"message"} plus an x-amzn-errortype
+// header naming the exception; streams are application/vnd.amazon.eventstream
+// binary messages (see esMessage).
+const BEDROCK_ERRORS = {
+  400: 'ValidationException', 401: 'UnrecognizedClientException', 403: 'AccessDeniedException',
+  404: 'ResourceNotFoundException', 408: 'ModelTimeoutException', 424: 'ModelErrorException',
+  429: 'ThrottlingException', 500: 'InternalServerException', 503: 'ServiceUnavailableException',
+};
+const bedrockErrorType = (status) =>
+  BEDROCK_ERRORS[status] || (status >= 500 ? 'InternalServerException' : 'ValidationException');
+
+// One eventstream header with a string value (type 7): name length (1 byte),
+// name, type, value length (2 bytes, big-endian), value.
+function esHeader(name, value) {
+  const n = Buffer.from(name);
+  const v = Buffer.from(value);
+  const b = Buffer.alloc(4 + n.length + v.length);
+  b.writeUInt8(n.length, 0);
+  n.copy(b, 1);
+  b.writeUInt8(7, 1 + n.length);
+  b.writeUInt16BE(v.length, 2 + n.length);
+  v.copy(b, 4 + n.length);
+  return b;
+}
+
+// One eventstream message: prelude (total length, headers length, CRC32 of
+// those 8 bytes), headers, JSON payload, CRC32 of everything before it.
+function esMessage(headers, payload) {
+  const h = Buffer.concat(Object.entries(headers).map(([k, v]) => esHeader(k, v)));
+  const p = Buffer.from(JSON.stringify(payload));
+  const prelude = Buffer.alloc(12);
+  prelude.writeUInt32BE(12 + h.length + p.length + 4, 0);
+  prelude.writeUInt32BE(h.length, 4);
+  prelude.writeUInt32BE(zlib.crc32(prelude.subarray(0, 8)), 8);
+  const body = Buffer.concat([prelude, h, p]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(body), 0);
+  return Buffer.concat([body, crc]);
+}
+
+const esEvent = (type, payload) =>
+  esMessage({ ':event-type': type, ':content-type': 'application/json', ':message-type': 'event' }, payload);
+
+const bedrock = {
+  name: 'bedrock',
+  errorBody: (status, message) => ({ message }),
+  errorHeaders: (status) => ({ 'x-amzn-errortype': `${bedrockErrorType(status)}:http://internal.amazon.com/coral/com.amazon.bedrock/` }),
+  parse(body, urlModel, streamPath) {
+    if (!Array.isArray(body.messages)) return { error: 'messages: Member must not be null' };
+    const texts = [contentText(body.system)];
+    let lastUser = '';
+    for (const m of body.messages) {
+      if (!m || typeof m !== 'object' || !Array.isArray(m.content)) {
+        return { error: 'messages: each message needs role and a content array' };
+      }
+      const t = contentText(m.content);
+      texts.push(t);
+      if (m.role === 'user') lastUser = t;
+    }
+    const ic = body.inferenceConfig || {};
+    return { model: urlModel, texts, lastUser, stream: streamPath, maxTokens: ic.maxTokens };
+  },
+  headers: (c) => ({ 'x-amzn-requestid': `mock-${c.id}` }),
+  streamType: 'application/vnd.amazon.eventstream',
+  stopReason: (c) => (c.truncated ? 'max_tokens' : 'end_turn'),
+  usage: (c) => ({ inputTokens: c.promptTokens, outputTokens: c.completionTokens, totalTokens: c.promptTokens + c.completionTokens }),
+  plain(c) {
+    const out = {
+      output: { message: { role: 'assistant', content: [{ text: c.reply }] } },
+      stopReason: this.stopReason(c), metrics: { latencyMs: 1 },
+    };
+    if (!c.d.no_usage) out.usage = this.usage(c);
+    return out;
+  },
+  head: () => [esEvent('messageStart', { role: 'assistant' })],
+  piece: (c, text) => esEvent('contentBlockDelta', { contentBlockIndex: 0, delta: { text } }),
+  tail(c) {
+    // Bedrock always ends with "metadata"; no_usage leaves only its metrics.
+    const meta = { metrics: { latencyMs: 1 } };
+    if (!c.d.no_usage) meta.usage = this.usage(c);
+    return [
+      esEvent('contentBlockStop', { contentBlockIndex: 0 }),
+      esEvent('messageStop', { stopReason: this.stopReason(c) }),
+      esEvent('metadata', meta),
+    ];
+  },
+  streamError: () => esMessage({
+    ':exception-type': 'modelStreamErrorException', ':content-type': 'application/json', ':message-type': 'exception',
+  }, { message: 'mock: injected mid-stream error' }),
+};
+
+/* ------------------------------------------------------------------- SigV4 */
+
+// Parses "AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request,
+// SignedHeaders=a;b, Signature=hex"; null when the header is not SigV4.
+function parseSigV4(auth) {
+  const m = /^AWS4-HMAC-SHA256\s+(.*)$/.exec(auth || '');
+  if (!m) return null;
+  const kv = {};
+  for (const part of m[1].split(',')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) kv[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  const cred = (kv.Credential || '').split('/');
+  return {
+    access_key_id: cred.length === 5 ? cred[0] : null,
+    date: cred[1] || null, region: cred[2] || null, service: cred[3] || null,
+    terminator: cred[4] || null,
+    signed_headers: kv.SignedHeaders ? kv.SignedHeaders.split(';') : [],
+    signature: kv.Signature || null,
+  };
+}
+
+// Percent-encodes every byte except the RFC 3986 unreserved set (and '/'
+// when keepSlash): the URI encoding of SigV4.
+function awsEncode(s, keepSlash) {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(b);
+    if (/[A-Za-z0-9\-._~]/.test(c) || (keepSlash && c === '/')) out += c;
+    else out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+const sha256hex = (x) => crypto.createHash('sha256').update(x).digest('hex');
+const hmac = (k, x) => crypto.createHmac('sha256', k).update(x).digest();
+
+// Checks the request's SigV4 signature; returns null when it is valid, or
+// [status, exception, message] saying why not. `secret` null checks only the
+// form (signed headers, dates, payload hash), not the signature itself.
+function checkSigV4(req, bodyBuf, secret) {
+  const h = req.headers;
+  const sig = parseSigV4(h.authorization);
+  if (!sig) return [403, 'MissingAuthenticationTokenException', 'Missing Authentication Token'];
+  const amzDate = h['x-amz-date'] || '';
+  const bad = (msg) => [403, 'InvalidSignatureException', msg];
+  if (!sig.access_key_id || sig.terminator !== 'aws4_request' || !/^[0-9a-f]{64}$/.test(sig.signature || '')) {
+    return bad('Authorization header requires Credential, SignedHeaders and Signature');
+  }
+  if (!/^\d{8}T\d{6}Z$/.test(amzDate) || amzDate.slice(0, 8) !== sig.date) return bad('x-amz-date is missing or disagrees with the credential scope');
+  for (const need of ['host', 'x-amz-date']) {
+    if (!sig.signed_headers.includes(need)) return bad(`SignedHeaders must include ${need}`);
+  }
+  const sorted = [...sig.signed_headers].sort();
+  if (sorted.join(';') !== sig.signed_headers.join(';')) return bad('SignedHeaders must be sorted');
+  const bodyHash = sha256hex(bodyBuf);
+  if (h['x-amz-content-sha256'] !== undefined && h['x-amz-content-sha256'] !== bodyHash) {
+    return bad('x-amz-content-sha256 does not match the body');
+  }
+  if (secret === null || secret === undefined) return null;
+
+  // Every header line of that name, values trimmed with inner runs of spaces
+  // collapsed, joined with commas.
+  const raw = req.rawHeaders;
+  const values = (name) => {
+    const out = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (raw[i].toLowerCase() === name) out.push(raw[i + 1].trim().replace(/\s+/g, ' '));
+    }
+    if (name === 'host' && out.length === 0 && req.authority) out.push(req.authority);   // HTTP/2
+    return out.join(',');
+  };
+  const q = req.url.indexOf('?');
+  const rawPath = q < 0 ? req.url : req.url.slice(0, q);
+  const query = q < 0 ? [] : req.url.slice(q + 1).split('&').filter(Boolean).map((kv) => {
+    const eq = kv.indexOf('=');
+    const k = decode(eq < 0 ? kv : kv.slice(0, eq));
+    const v = eq < 0 ? '' : decode(kv.slice(eq + 1));
+    return [awsEncode(k, false), awsEncode(v, false)];
+  }).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+  const creq = [
+    req.method,
+    awsEncode(rawPath, true),            // the path as sent, encoded once more (non-S3 services)
+    query.map(([k, v]) => `${k}=${v}`).join('&'),
+    sig.signed_headers.map((n) => `${n}:${values(n)}\n`).join(''),
+    sig.signed_headers.join(';'),
+    bodyHash,
+  ].join('\n');
+  const scope = `${sig.date}/${sig.region}/${sig.service}/aws4_request`;
+  const sts = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${sha256hex(creq)}`;
+  let k = hmac(`AWS4${secret}`, sig.date);
+  for (const part of [sig.region, sig.service, 'aws4_request']) k = hmac(k, part);
+  const want = hmac(k, sts).toString('hex');
+  if (want !== sig.signature) {
+    return bad('The request signature we calculated does not match the signature you provided. ' +
+      `The canonical request was:\n${creq}`);
+  }
+  return null;
+}
+
 /* ---------------------------------------------------------------- records */
 
 function headerInfo(req) {
@@ -466,6 +661,10 @@ function record(req, url, buf) {
   };
   // Bytes that are not UTF-8 would be lost in `body`; keep them exactly.
   if (!isUtf8(buf)) rec.body_base64 = buf.toString('base64');
+  // A SigV4 Authorization header, taken apart (null when there is none);
+  // `valid` is filled in when a sigv4_secret directive checks the signature.
+  const sig = parseSigV4(headers.authorization);
+  if (sig) rec.sigv4 = { ...sig, amz_date: headers['x-amz-date'] ?? null, valid: null };
   if (state.maxRecords > 0) {
     state.records.push(rec);
     if (state.records.length > state.maxRecords) { state.records.shift(); state.counters.dropped_records++; }
@@ -477,8 +676,8 @@ function record(req, url, buf) {
 
 // Per-request context: tracks whether the client went away so the driver
 // stops writing, and whether we cut the connection ourselves.
-function makeCtx(req, res, rec) {
-  const ctx = { req, res, rec, closed: false, selfClosed: false, h2: req.httpVersionMajor === 2 };
+function makeCtx(req, res, rec, buf) {
+  const ctx = { req, res, rec, buf, closed: false, selfClosed: false, h2: req.httpVersionMajor === 2 };
   state.counters.in_flight++;
   ctx.closedP = new Promise((resolve) => {
     res.once('close', () => {
@@ -548,35 +747,38 @@ function sendJson(ctx, status, obj, extra = {}) {
 }
 
 function sendError(ctx, surface, status, message, extra = {}) {
-  sendJson(ctx, status, surface.errorBody(status, message), extra);
+  const hdrs = surface.errorHeaders ? surface.errorHeaders(status) : {};
+  sendJson(ctx, status, surface.errorBody(status, message), { ...hdrs, ...extra });
 }
 
 // Writes a response whose HTTP framing is broken, bypassing Node's serializer
 // on HTTP/1 (raw bytes on the socket). `payload` is the full body it would have sent.
 function badFraming(ctx, mode, type, payload) {
-  const half = payload.slice(0, Math.max(1, payload.length >> 1));
+  const buf = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);   // eventstreams are binary
+  const half = buf.subarray(0, Math.max(1, buf.length >> 1));
   ctx.selfClosed = true;
   ctx.rec.status = 200;
   if (ctx.h2) {
     // HTTP/2 has no chunked coding; a content-length longer than the data is the breakage.
-    ctx.res.writeHead(200, { 'content-type': type, 'content-length': Buffer.byteLength(payload) + 100 });
-    ctx.res.end(payload);
+    ctx.res.writeHead(200, { 'content-type': type, 'content-length': buf.length + 100 });
+    ctx.res.end(buf);
     return;
   }
   const sock = ctx.res.socket;
-  const len = Buffer.byteLength(payload);
+  const len = buf.length;
   let head = `HTTP/1.1 200 OK\r\nContent-Type: ${type}\r\n`;
   let rest;
   switch (mode) {
-    case 'cl': head += `Content-Length: ${len + 100}\r\n\r\n`; rest = payload; break;
-    case 'dup_cl': head += `Content-Length: ${len}\r\nContent-Length: ${len + 1}\r\n\r\n`; rest = payload; break;
+    case 'cl': head += `Content-Length: ${len + 100}\r\n\r\n`; rest = [buf]; break;
+    case 'dup_cl': head += `Content-Length: ${len}\r\nContent-Length: ${len + 1}\r\n\r\n`; rest = [buf]; break;
     case 'status':
-      head = `HTTP/1.1 2x0 OK\r\nContent-Type: ${type}\r\nContent-Length: ${len}\r\n\r\n`; rest = payload; break;
+      head = `HTTP/1.1 2x0 OK\r\nContent-Type: ${type}\r\nContent-Length: ${len}\r\n\r\n`; rest = [buf]; break;
     default: // '1' | 'chunked': a valid chunk, then a chunk-size line that is not hex
       head += 'Transfer-Encoding: chunked\r\n\r\n';
-      rest = `${Buffer.byteLength(half).toString(16)}\r\n${half}\r\nzz\r\n${payload.slice(half.length)}\r\n`;
+      rest = [Buffer.from(`${half.length.toString(16)}\r\n`), half, Buffer.from('\r\nzz\r\n'),
+        buf.subarray(half.length), Buffer.from('\r\n')];
   }
-  sock.write(head + rest, () => sock.end());
+  sock.write(Buffer.concat([Buffer.from(head), ...rest]), () => sock.end());
 }
 
 // Never answers: the socket stays open until the client goes away.
@@ -609,6 +811,16 @@ async function preamble(ctx, surface, d, url) {
   if (d.require_key !== undefined && !keyOk(ctx.req, url, d.require_key)) {
     sendError(ctx, surface, 401, 'mock: missing or wrong API key');
     return true;
+  }
+  if (d.require_sigv4 || d.sigv4_secret !== undefined) {
+    const why = checkSigV4(ctx.req, ctx.buf, d.sigv4_secret);
+    if (ctx.rec.sigv4 && d.sigv4_secret !== undefined) ctx.rec.sigv4.valid = why === null;
+    if (why) {
+      const [status, exc, msg] = why;
+      const hdrs = surface === bedrock ? { 'x-amzn-errortype': `${exc}:http://internal.amazon.com/coral/com.amazon.coral.service/` } : {};
+      sendError(ctx, surface, status, `mock: ${msg}`, hdrs);
+      return true;
+    }
   }
   const fail = injectedFailure(d);
   await pause(ctx, d.delay_ms);
@@ -655,7 +867,8 @@ async function sendStream(ctx, surface, c) {
   const piece = (i) => surface.piece(c, c.pieces[i], i, n);
   if (d.bad_framing) {
     const all = c.pieces.map((p, i) => piece(i));
-    badFraming(ctx, d.bad_framing, streamType(surface, c), head.join('') + all.join('') + tail.join(''));
+    const parts = [...head, ...all, ...tail].map((x) => (Buffer.isBuffer(x) ? x : Buffer.from(x)));
+    badFraming(ctx, d.bad_framing, streamType(surface, c), Buffer.concat(parts));
     return;
   }
   writeHead(ctx, 200, { 'content-type': streamType(surface, c), 'cache-control': 'no-cache', ...surface.headers(c) });
@@ -807,6 +1020,7 @@ function serveAdmin(req, res, url) {
 
 const GEMINI_RE = /^\/(?:v1beta|v1)\/models\/([^/]+):(generateContent|streamGenerateContent)$/;
 const AZURE_RE = /^\/openai\/deployments\/([^/]+)\/(chat\/completions|embeddings)$/;
+const BEDROCK_RE = /^\/model\/([^/]+)\/(converse|converse-stream)$/;
 
 async function route(ctx, url, bodyText) {
   const { req } = ctx;
@@ -829,6 +1043,11 @@ async function route(ctx, url, bodyText) {
     if (!needJson(openaiChat)) return;
     const dep = decode(m[1]);
     return m[2] === 'embeddings' ? serveEmbeddings(ctx, url, body, dep) : serveChat(ctx, openaiChat, url, body, dep, false);
+  }
+  if ((m = BEDROCK_RE.exec(p))) {
+    if (!post) return sendError(ctx, bedrock, 405, `mock: method ${req.method} not allowed on ${p}`);
+    if (!needJson(bedrock)) return;
+    return serveChat(ctx, bedrock, url, body, decode(m[1]), m[2] === 'converse-stream');
   }
   if ((m = GEMINI_RE.exec(p))) {
     if (!post) return wrongMethod();
@@ -879,7 +1098,7 @@ function handler(req, res) {
     const rec = record(req, url, buf);
     const bodyText = rec.body;
     if (opts.verbose) process.stderr.write(`mock: ${req.method} ${req.url} (${bodyText.length} bytes)\n`);
-    const ctx = makeCtx(req, res, rec);
+    const ctx = makeCtx(req, res, rec, buf);
     route(ctx, url, bodyText).catch((e) => {
       process.stderr.write(`mock: internal error: ${e && e.stack}\n`);
       if (!res.headersSent && !ctx.closed) sendError(ctx, openaiChat, 500, `mock: internal error: ${e && e.message}`);
