@@ -298,7 +298,7 @@ mg_rc mg_usage_report_query(const char *conninfo, const mg_usage_report_params *
                 goto bad;
             }
         mg_buf_printf(&sql, "%s AS g%zu, ", k->expr, g);
-        char col[16];
+        char col[32];   /* "g" + any size_t */
         snprintf(col, sizeof col, "g%zu", g);
         if (k->fmt) mg_buf_printf(&outer, k->fmt, col);
         else mg_buf_append_str(&outer, col);
