@@ -12,6 +12,7 @@
 #include "server.h"
 #include "tpool.h"
 #include "usage/usage.h"
+#include "policy/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,12 +177,133 @@ static mg_stage_rc admin_usage(mg_req *req)
     return MG_STAGE_PARKED;
 }
 
+/* ---------------------------------------------------------------- policy */
+
+/* Policy, roles, filters, role mappings and the audit log: the store module
+ * answers (blocking, database) on a pool thread; permissions are checked
+ * there from the list copied here. */
+typedef struct policy_job {
+    mg_req *req;                   /* NULL once the request went away */
+    char *conninfo, *method, *path, *query, *body, *if_match, *actor;
+    size_t body_len;
+    char *perms[8];
+    size_t nperms;
+    mg_policy_admin_reply reply;
+    mg_rc rc;
+} policy_job;
+
+static void policy_job_free(policy_job *j)
+{
+    free(j->conninfo);
+    free(j->method);
+    free(j->path);
+    free(j->query);
+    free(j->body);
+    free(j->if_match);
+    free(j->actor);
+    for (size_t i = 0; i < j->nperms; i++)
+        free(j->perms[i]);
+    mg_buf_free(&j->reply.body);
+    free(j);
+}
+
+static void policy_job_run(void *arg)
+{
+    policy_job *j = arg;
+    j->rc = mg_policy_admin_handle(j->conninfo, j->method, j->path, j->query, j->body, j->body_len,
+                                   j->if_match, j->actor, (const char *const *)j->perms, j->nperms,
+                                   &j->reply);
+}
+
+static void policy_job_done(void *arg)
+{
+    policy_job *j = arg;
+    mg_req *req = j->req;
+    if (req == NULL) {
+        policy_job_free(j);
+        return;
+    }
+    req->job = NULL;
+    if (j->rc != MG_OK) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+    } else {
+        char extra[160] = "";
+        if (j->reply.etag[0])
+            snprintf(extra, sizeof(extra), "ETag: %s\r\n", j->reply.etag);
+        else if (j->reply.allow)
+            snprintf(extra, sizeof(extra), "Allow: %s\r\n", j->reply.allow);
+        if (j->reply.status >= 400)
+            req->error_code = "admin_error";
+        mg_req_respond(req, j->reply.status, j->reply.content_type ? j->reply.content_type : "application/json",
+                       j->reply.body.p ? j->reply.body.p : "", j->reply.body.len, extra[0] ? extra : NULL);
+    }
+    policy_job_free(j);
+}
+
+static void policy_job_orphan(void *arg) { ((policy_job *)arg)->req = NULL; }
+
+static char *dup_str(mg_str s) { return s.p ? strndup(s.p, s.n) : NULL; }
+
+static mg_stage_rc admin_policy(mg_req *req)
+{
+    const char *db = req->snap->cfg->database_url;
+    if (db == NULL) {
+        mg_req_respond_error(req, 503, "server_error", "no_database",
+                             "no database is configured, so policies cannot be stored", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    policy_job *j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    const mg_http_header *im = mg_http_header_get(req->http, "if-match");
+    const mg_principal *p = &req->principal;
+    char actor[256];
+    snprintf(actor, sizeof(actor), "%s:%s", p->kind ? p->kind : "?",
+             p->email ? p->email : p->subject ? p->subject : "?");
+    j->conninfo = strdup(db);
+    j->method = dup_str(req->http->method_str);
+    j->path = strdup(req->path);
+    j->query = dup_str(req->http->query);
+    j->body = req->body.n ? strndup(req->body.p, req->body.n) : NULL;
+    j->body_len = req->body.n;
+    j->if_match = im ? dup_str(im->value) : NULL;
+    j->actor = strdup(actor);
+    static const char *const all[] = {"policy:write", "policy:read", "keys:write", "keys:read",
+                                      "usage:read", "audit:read"};
+    const char *const *perms = p->master ? all : p->permissions;
+    size_t np = p->master ? MG_ARRAY_LEN(all) : p->npermissions;
+    for (size_t i = 0; i < np && i < MG_ARRAY_LEN(j->perms); i++)
+        j->perms[j->nperms++] = strdup(perms[i]);
+    j->req = req;
+    if (j->conninfo == NULL || j->method == NULL || j->path == NULL || j->actor == NULL ||
+        mg_tpool_submit(mg_server_tpool(), req->worker, policy_job_run, policy_job_done, j) != MG_OK) {
+        j->req = NULL;
+        policy_job_free(j);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "the admin API is busy; try again", 1);
+        return MG_STAGE_RESPONDED;
+    }
+    req->job = j;
+    req->job_orphan = policy_job_orphan;
+    return MG_STAGE_PARKED;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 mg_stage_rc mg_admin_stage(mg_req *req)
 {
+    /* Permissions come from the caller's roles in the policy in force. */
+    mg_rc rc = mg_policy_resolve(req);
+    if (rc != MG_OK) {
+        mg_req_respond_error(req, 503, "server_error", "policy_unavailable",
+                             "no role policy is loaded yet; try again shortly", 5);
+        return MG_STAGE_RESPONDED;
+    }
     if (strcmp(req->route, "admin_usage") == 0)
         return admin_usage(req);
+    if (strcmp(req->route, "admin_policy") == 0)
+        return admin_policy(req);
     mg_req_respond_error(req, 404, "invalid_request_error", "not_found", "no such endpoint", 0);
     return MG_STAGE_RESPONDED;
 }

@@ -11,6 +11,7 @@
 #include "snapshot.h"
 #include "usage/usage.h"
 #include "auth/auth.h"
+#include "policy/store.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -26,6 +27,8 @@ static const char usage_text[] =
     "  migrate -c FILE    apply migrations/ to the database (idempotent, safe with two instances)\n"
     "  keys create --user EMAIL --role ROLE [--name NAME] [--expires 90d]   prints the new key once\n"
     "  keys list | keys revoke ID\n"
+    "  policy export [-o FILE] | policy import FILE [--dry-run]   role policies in the database\n"
+    "  audit verify       check the audit log's hash chain\n"
     "  usage   -c FILE --from DATE --to DATE [--group-by user,role,model,provider,day,month,cost_center,key]\n"
     "                     [--format table|csv|json]     usage and cost report from the ledger\n"
     "  usage reconcile | usage export --month YYYY-MM -o FILE | usage drop --month YYYY-MM --confirm\n"
@@ -134,7 +137,16 @@ static int cmd_serve(int argc, char **argv)
         return 2;
     }
     mg_buf_free(&errs);   /* an unreachable IdP was logged; it is retried when needed */
+    if (mg_policy_store_start(snap->cfg, &errs) != MG_OK) {
+        fprintf(stderr, "modelgate: cannot start the policy store: %.*s\n", (int)errs.len, errs.p ? errs.p : "");
+        mg_buf_free(&errs);
+        mg_auth_stop();
+        mg_snapshot_unref(snap);
+        return 2;
+    }
+    mg_buf_free(&errs);
     int rc = mg_server_run(path, snap);
+    mg_policy_store_stop();
     mg_auth_stop();
     return rc;
 }
@@ -160,6 +172,15 @@ static int cmd_with_config(int argc, char **argv, int (*fn)(int, char **, const 
             path = argv[++i];
         } else {
             rest[n++] = argv[i];
+        }
+    }
+    for (int i = 1; i < n; i++) {
+        if (strcmp(rest[i], "-h") == 0 || strcmp(rest[i], "--help") == 0) {
+            /* Help needs no configuration. */
+            static const mg_config none;
+            int rc = fn(n, rest, &none);
+            free(rest);
+            return rc;
         }
     }
     if (path == NULL)
@@ -208,6 +229,10 @@ int main(int argc, char **argv)
         rc = cmd_with_config(argc, argv, mg_cli_usage);
     else if (strcmp(argv[1], "keys") == 0)
         rc = cmd_with_config(argc, argv, mg_cli_keys);
+    else if (strcmp(argv[1], "policy") == 0)
+        rc = cmd_with_config(argc, argv, mg_cli_policy);
+    else if (strcmp(argv[1], "audit") == 0)
+        rc = cmd_with_config(argc, argv, mg_cli_audit);
     else {
         fprintf(stderr, "modelgate: unknown command \"%s\" (see modelgate --help)\n", argv[1]);
         rc = 1;

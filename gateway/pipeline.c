@@ -53,12 +53,7 @@ void mg_pipeline_resume(mg_req *req) { mg_pipeline_run(req); }
 
 mg_rc mg_pipeline_filter_output(mg_req *req, mg_buf *buf, bool is_stream_event)
 {
-    /* Output content filters come with the policy engine; until a role's
-     * policy names filters, replies pass unchanged. */
-    MG_UNUSED(req);
-    MG_UNUSED(buf);
-    MG_UNUSED(is_stream_event);
-    return MG_OK;
+    return mg_policy_filter_output(req, buf, is_stream_event);
 }
 
 static void json_field_str(mg_buf *b, const char *name, const char *v)
@@ -118,6 +113,7 @@ void mg_pipeline_record(mg_req *req)
     const char *provider = req->provider ? req->provider->name : NULL;
     mg_metrics_request(req->worker->metrics, req->route, req->model ? req->model->name : NULL,
                        status, dur);
+    mg_policy_settle(req);
     record_usage(req, status, dur);
     if (!mg_access_log_enabled())
         return;

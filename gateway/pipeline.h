@@ -112,7 +112,10 @@ struct mg_req {
     bool client_gone;
     uint64_t t_start_us, t_upstream_us, t_first_byte_us;
     int64_t t_start_wall_ms;    /* wall clock at the start, for the ledger */
-    const char *decision;       /* policy rule names for the ledger (JSON array), or NULL */
+    const char *decision;       /* policy rule names for the ledger, or NULL */
+    struct mg_policy_effective *policy; /* the caller's effective policy (pool), NULL for master */
+    void *policy_hold;          /* limits reserved by the limits stage (policy/policy.c) */
+    void *policy_out;           /* output stream filter state (policy/policy.c) */
     uint64_t bytes_in, bytes_out;
 
     mg_upstream *up;            /* upstream transfer, when forwarding */
@@ -155,6 +158,14 @@ mg_stage_rc mg_admin_stage(mg_req *req);           /* gateway/admin.c */
 
 /* Whether the principal may use model m (fallbacks are checked too). */
 bool mg_policy_model_allowed(const mg_req *req, const mg_cfg_model *m);
+/* Resolves the principal's effective policy and permissions (policy/policy.c):
+ * MG_OK, MG_ERR when no policy is loaded, MG_ENOMEM. */
+mg_rc mg_policy_resolve(mg_req *req);
+/* Settles the limits reservation with the real usage (once, at the end). */
+void mg_policy_settle(mg_req *req);
+/* Output content filters on a canonical reply or on canonical SSE events
+ * (rewritten in place); MG_ERR with req->error_code set when blocked. */
+mg_rc mg_policy_filter_output(mg_req *req, mg_buf *buf, bool is_stream_event);
 
 /* ---- answering (gateway/response.c) ----
  * All of these queue bytes on the connection; the connection flushes them.

@@ -733,9 +733,13 @@ static mg_stage_rc answer_models(mg_req *req)
     const mg_config *cfg = req->snap->cfg;
     mg_buf b = {0};
     mg_buf_append_str(&b, "{\"object\":\"list\",\"data\":[");
+    bool first = true;
     for (size_t i = 0; i < cfg->nmodels; i++) {
-        if (i)
+        if (!mg_policy_model_allowed(req, &cfg->models[i]))
+            continue;   /* only the models the caller's roles allow */
+        if (!first)
             mg_buf_append(&b, ",", 1);
+        first = false;
         mg_buf_append_str(&b, "{\"id\":");
         mg_buf_append_json_str(&b, cfg->models[i].name, strlen(cfg->models[i].name));
         mg_buf_append_str(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"modelgate\"}");

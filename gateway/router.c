@@ -3,6 +3,8 @@
  */
 #include "router.h"
 
+#include "auth/sso.h"   /* handlers of the /auth/ routes */
+
 #include "json.h"
 #include "surface.h"
 
@@ -24,6 +26,7 @@ typedef struct mg_route {
     void (*local)(mg_req *req);      /* unauthenticated operations endpoints */
     bool admin;                      /* authenticate, then the admin handler */
     bool prefix;
+    bool any_method;                 /* the handler checks the method itself */
 } mg_route;
 
 static void route_healthz(mg_req *req);
@@ -39,6 +42,16 @@ static const mg_route routes[] = {
     {.method = MG_HTTP_GET, .path = "/readyz", .label = "readyz", .local = route_readyz},
     {.method = MG_HTTP_GET, .path = "/metrics", .label = "metrics", .local = route_metrics},
     {.method = MG_HTTP_GET, .path = "/admin/v1/usage", .label = "admin_usage", .admin = true},
+    {.path = "/admin/v1/policy", .label = "admin_policy", .admin = true, .any_method = true},
+    {.path = "/admin/v1/roles/", .label = "admin_policy", .admin = true, .any_method = true, .prefix = true},
+    {.path = "/admin/v1/filters/", .label = "admin_policy", .admin = true, .any_method = true, .prefix = true},
+    {.path = "/admin/v1/role-mappings", .label = "admin_policy", .admin = true, .any_method = true},
+    {.path = "/admin/v1/audit", .label = "admin_policy", .admin = true, .any_method = true},
+    {.method = MG_HTTP_GET, .path = "/auth/login", .label = "auth_login", .local = mg_auth_sso_login},
+    {.method = MG_HTTP_GET, .path = "/auth/callback", .label = "auth_callback", .local = mg_auth_sso_callback},
+    {.method = MG_HTTP_GET, .path = "/auth/logout", .label = "auth_logout", .local = mg_auth_sso_logout},
+    {.method = MG_HTTP_POST, .path = "/auth/logout", .label = "auth_logout", .local = mg_auth_sso_logout},
+    {.method = MG_HTTP_GET, .path = "/auth/me", .label = "auth_me", .local = mg_auth_sso_me},
 };
 
 static _Thread_local mg_http_request scratch_head;
@@ -341,7 +354,7 @@ void mg_router_dispatch(mg_req *req)
                              : strcmp(routes[i].path, path) != 0)
             continue;
         path_known = true;
-        if (routes[i].method == h->method ||
+        if (routes[i].any_method || routes[i].method == h->method ||
             (routes[i].method == MG_HTTP_GET && h->method == MG_HTTP_HEAD && routes[i].local)) {
             found = &routes[i];
             break;

@@ -1,25 +1,180 @@
-/* modelgate — the authorize, filter_input and limits stages.
+/* modelgate — the policy stages: authorize, filter_input, limits, and the
+ * output filter and settlement on the reply path.
  *
- * authorize resolves the model the client asked for against the configured
- * models and checks the principal may use it. Role allowlists, content
- * filters and budgets are evaluated here once role policies exist; a
- * principal without a policy is only the master key, which may use every
- * model and has no limits.
+ * The policy in force comes from policy/store.c (mg_policy_current: the
+ * newest version in PostgreSQL, swapped in within a second of a change).
+ * A request takes its principal's effective policy once, in authorize, and
+ * keeps it (and so the version it started with) to the end.
+ *
+ * The master key is the break-glass credential: every model, every
+ * permission, no filters, no limits. Anyone else gets exactly what their
+ * roles grant; with no policy loaded, nothing.
+ *
+ * Limits (requests/tokens per minute, token and USD budgets per day and
+ * month, per user and per role) are held in this process: hard caps within
+ * one instance (see docs/policy.md for the bound). Budgets shared by several
+ * instances need the database leases, which are not in this build.
  *
  * SPDX-License-Identifier: Apache-2.0
  */
 #include "gateway/pipeline.h"
 
+#include "gateway/log.h"
+#include "policy/policy.h"
+#include "adapters/adapter.h"
+
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+mg_policy *mg_policy_current(void);   /* policy/store.c */
+
+#define MG_POLICY_MAX_ROLES 32
+#define MG_POLICY_MAX_TEAMS 8
+#define MG_POLICY_STATE_MAX (1u << 20)   /* principals + roles tracked */
+
+/* ---------------------------------------------------------------- counters */
+
+typedef struct limit_state {
+    struct limit_state *next;
+    mg_policy_window rpm, tpm;
+    mg_policy_budgets budgets;
+    char key[];
+} limit_state;
+
+static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
+static limit_state *state_tab[4096];
+static size_t state_n;
+
+/* The counters of one principal ("u:" + subject) or role ("t:" + name);
+ * created on first use, never freed (one small struct per user). NULL when
+ * the table is full or memory ran out: the caller fails closed. */
+static limit_state *state_get(const char *prefix, const char *name)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *s = prefix; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (const char *s = name; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    size_t slot = h % MG_ARRAY_LEN(state_tab), plen = strlen(prefix), nlen = strlen(name);
+    pthread_mutex_lock(&state_mu);
+    limit_state *st = state_tab[slot];
+    while (st && !(strncmp(st->key, prefix, plen) == 0 && strcmp(st->key + plen, name) == 0))
+        st = st->next;
+    if (st == NULL && state_n < MG_POLICY_STATE_MAX && (st = calloc(1, sizeof(*st) + plen + nlen + 1))) {
+        memcpy(st->key, prefix, plen);
+        memcpy(st->key + plen, name, nlen + 1);
+        st->next = state_tab[slot];
+        state_tab[slot] = st;
+        state_n++;
+    }
+    pthread_mutex_unlock(&state_mu);
+    return st;
+}
+
+/* What a request holds until it is settled. */
+typedef struct policy_hold {
+    limit_state *user;
+    mg_policy_budget_hold user_hold;
+    int64_t tpm_reserved;
+    limit_state *team[MG_POLICY_MAX_TEAMS];
+    mg_policy_budget_hold team_hold[MG_POLICY_MAX_TEAMS];
+    size_t nteam;
+    bool settled;
+} policy_hold;
+
+/* ---------------------------------------------------------------- resolve */
+
+static bool principal_claim(void *ctx, const char *name, const char *value)
+{
+    const mg_principal *p = ctx;
+    if (strcmp(name, "groups") == 0) {
+        for (size_t i = 0; i < p->ngroups; i++)
+            if (strcmp(p->groups[i], value) == 0)
+                return true;
+        return false;
+    }
+    const char *v = strcmp(name, "email") == 0 ? p->email
+                    : strcmp(name, "sub") == 0 ? p->subject
+                    : strcmp(name, "cost_center") == 0 ? p->cost_center : NULL;
+    return v && strcmp(v, value) == 0;
+}
+
+static void effective_free(void *e) { mg_policy_effective_free(e); }
+
+mg_rc mg_policy_resolve(mg_req *req)
+{
+    if (req->principal.master || req->policy)
+        return MG_OK;
+    mg_policy *p = mg_policy_current();
+    if (p == NULL)
+        return MG_ERR;
+    const char *roles[MG_POLICY_MAX_ROLES];
+    size_t n = 0;
+    for (size_t i = 0; i < req->principal.nroles && n < MG_POLICY_MAX_ROLES; i++)
+        roles[n++] = req->principal.role_list[i];
+    /* Claims-based principals (JWT, session) get their roles from the
+     * policy's role mappings. */
+    if (req->principal.ngroups || req->principal.email)
+        n += mg_policy_map_roles(p, principal_claim, &req->principal, roles + n, MG_POLICY_MAX_ROLES - n);
+    mg_policy_effective *e = mg_policy_effective_new(p, roles, n, NULL);
+    mg_policy_unref(p);   /* e holds its own reference */
+    if (e == NULL || mg_pool_cleanup_add(req->pool, effective_free, e) != MG_OK) {
+        mg_policy_effective_free(e);
+        return MG_ENOMEM;
+    }
+    req->policy = e;
+    /* Permissions as names, for mg_principal_can. */
+    unsigned bits = mg_policy_effective_permissions(e);
+    const char **perms = mg_pool_calloc(req->pool, 8 * sizeof(*perms));
+    size_t np = 0;
+    for (unsigned b = 0; perms && b < 8; b++)
+        if ((bits & (1u << b)) && mg_policy_permission_name(1u << b))
+            perms[np++] = mg_policy_permission_name(1u << b);
+    req->principal.permissions = perms;
+    req->principal.npermissions = np;
+    if (req->principal.roles == NULL && n > 0) {
+        size_t len = 0;
+        for (size_t i = 0; i < n; i++)
+            len += strlen(roles[i]) + 1;
+        char *s = mg_pool_alloc(req->pool, len);
+        if (s) {
+            s[0] = '\0';
+            for (size_t i = 0, o = 0; i < n; i++) {
+                size_t l = strlen(roles[i]);
+                if (i)
+                    s[o++] = ',';
+                memcpy(s + o, roles[i], l + 1);
+                o += l;
+            }
+            req->principal.roles = s;
+        }
+    }
+    return MG_OK;
+}
 
 bool mg_policy_model_allowed(const mg_req *req, const mg_cfg_model *m)
 {
-    MG_UNUSED(m);
-    return req->principal.master;
+    if (req->principal.master)
+        return true;
+    return req->policy && mg_policy_effective_model_allowed(req->policy, m->name);
 }
+
+/* ---------------------------------------------------------------- stages */
 
 mg_stage_rc mg_policy_authorize_stage(mg_req *req)
 {
+    mg_rc rc = mg_policy_resolve(req);
+    if (rc == MG_ENOMEM) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    if (rc != MG_OK) {
+        mg_req_respond_error(req, 503, "server_error", "policy_unavailable",
+                             "no role policy is loaded yet; try again shortly", 5);
+        return MG_STAGE_RESPONDED;
+    }
     if (req->api == MG_API_MODELS)
         return MG_STAGE_NEXT;
     const mg_config *cfg = req->snap->cfg;
@@ -32,21 +187,347 @@ mg_stage_rc mg_policy_authorize_stage(mg_req *req)
         return MG_STAGE_RESPONDED;
     }
     if (!mg_policy_model_allowed(req, req->model)) {
-        mg_req_respond_error(req, 403, "permission_error", "model_not_allowed",
-                             "no role grants this model", 0);
+        char msg[300];
+        snprintf(msg, sizeof(msg), "model \"%.100s\" is not allowed for your roles (%.150s)",
+                 req->model_name, req->principal.roles ? req->principal.roles : "none");
+        mg_req_respond_error(req, 403, "permission_error", "model_not_allowed", msg, 0);
         return MG_STAGE_RESPONDED;
     }
     return MG_STAGE_NEXT;
 }
 
+static void set_decision(mg_req *req, const mg_policy_verdict *v)
+{
+    mg_buf d = {0};
+    if (mg_policy_verdict_decision(v, &d) == MG_OK && d.len)
+        req->decision = mg_pool_strndup(req->pool, d.p, d.len);
+    mg_buf_free(&d);
+}
+
 mg_stage_rc mg_policy_filter_input_stage(mg_req *req)
 {
-    MG_UNUSED(req);
+    if (req->policy == NULL || !mg_policy_effective_has_filters(req->policy, MG_POLICY_INPUT))
+        return MG_STAGE_NEXT;
+    mg_policy_verdict v;
+    mg_policy_verdict_init(&v);
+    mg_rc rc = mg_policy_filter_request(req->policy, req->json, req->api, &v);
+    if (rc == MG_ENOMEM) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    set_decision(req, &v);
+    if (v.blocked) {
+        /* Name the rule, never the content. */
+        char msg[200];
+        snprintf(msg, sizeof(msg), "the request was blocked by content filter \"%.60s\" (%.40s)",
+                 v.block_rule ? v.block_rule : "?", v.block_reason ? v.block_reason : "match");
+        mg_req_respond_error(req, 403, "permission_error", "content_blocked", msg, 0);
+        return MG_STAGE_RESPONDED;
+    }
+    if (v.redactions > 0)
+        req->json_modified = true;   /* forward the redacted tree, not the client's bytes */
     return MG_STAGE_NEXT;
+}
+
+static const char *limit_code(mg_policy_limit l)
+{
+    return l == MG_POLICY_LIM_RPM || l == MG_POLICY_LIM_TPM ? "rate_limited" : "budget_exceeded";
 }
 
 mg_stage_rc mg_policy_limits_stage(mg_req *req)
 {
-    MG_UNUSED(req);
+    if (req->policy == NULL || req->api == MG_API_MODELS)
+        return MG_STAGE_NEXT;
+    mg_policy_limits lim;
+    mg_policy_effective_limits(req->policy, req->model->name, &lim);
+    int64_t effective_max = -1;
+    bool clamped = false;
+    if (mg_policy_clamp_max_tokens(req->json, lim.v[MG_POLICY_LIM_MAX_TOKENS], &effective_max, &clamped) != MG_OK) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    if (clamped)
+        req->json_modified = true;
+    /* Worst case: the prompt estimate (deliberately high) plus the most the
+     * model may generate (4096 when neither the client nor a role says). */
+    int64_t prompt = mg_policy_estimate_prompt_tokens(req->json, req->api);
+    int64_t tokens = prompt + (req->api == MG_API_EMBEDDINGS ? 0 : effective_max >= 0 ? effective_max : 4096);
+    const mg_cfg_model *m = req->model;
+    int64_t usd = m->has_price ? mg_policy_cost_micro_usd(prompt, tokens - prompt, m->input_per_mtok,
+                                                          m->output_per_mtok) : 0;
+    policy_hold *h = mg_pool_calloc(req->pool, sizeof(*h));
+    const char *subject = req->principal.subject ? req->principal.subject : "?";
+    if (h == NULL || (h->user = state_get("u:", subject)) == NULL) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "limit state unavailable", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    struct timespec mono, wall;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t now_s = (uint64_t)mono.tv_sec;
+    int retry = mg_policy_window_admit(&h->user->rpm, now_s, 1, lim.v[MG_POLICY_LIM_RPM]);
+    mg_policy_limit which = MG_POLICY_LIM_RPM;
+    if (retry == 0) {
+        retry = mg_policy_window_admit(&h->user->tpm, now_s, tokens, lim.v[MG_POLICY_LIM_TPM]);
+        which = MG_POLICY_LIM_TPM;
+        if (retry != 0)
+            mg_policy_window_add(&h->user->rpm, now_s, -1);
+        else
+            h->tpm_reserved = lim.v[MG_POLICY_LIM_TPM] >= 0 ? tokens : 0;
+    }
+    if (retry == 0) {
+        int64_t ra = 0;
+        if (!mg_policy_budgets_reserve(&h->user->budgets, &lim, wall.tv_sec, tokens, usd, &h->user_hold,
+                                       &which, &ra)) {
+            mg_policy_window_add(&h->user->rpm, now_s, -1);
+            mg_policy_window_add(&h->user->tpm, now_s, -h->tpm_reserved);
+            retry = (int)(ra > 0 ? ra : 1);
+        }
+    }
+    /* Team budgets: every role of the caller that grants this model and
+     * sets team_limits is charged. */
+    for (size_t i = 0; retry == 0 && i < mg_policy_effective_n_roles(req->policy) && h->nteam < MG_POLICY_MAX_TEAMS; i++) {
+        const mg_policy_role_def *r = mg_policy_effective_role(req->policy, i);
+        bool grants = false, any = false;
+        for (size_t k = 0; k < r->n_models && !grants; k++)
+            grants = mg_policy_glob_match(r->models[k], m->name);
+        for (int l = 0; l < MG_POLICY_LIM__COUNT; l++)
+            any |= r->team_limits.v[l] >= 0;
+        if (!grants || !any)
+            continue;
+        limit_state *t = state_get("t:", r->name);
+        int64_t ra = 0;
+        if (t == NULL || !mg_policy_budgets_reserve(&t->budgets, &r->team_limits, wall.tv_sec, tokens, usd,
+                                                    &h->team_hold[h->nteam], &which, &ra)) {
+            retry = (int)(ra > 0 ? ra : 1);
+            break;
+        }
+        h->team[h->nteam++] = t;
+    }
+    if (retry != 0) {
+        /* Give back what this request had reserved so far. */
+        if (h->user_hold.tokens_day.held || h->user_hold.usd_day.held || h->user_hold.tokens_month.held ||
+            h->user_hold.usd_month.held) {
+            mg_policy_budgets_release(&h->user->budgets, &h->user_hold);
+            mg_policy_window_add(&h->user->rpm, now_s, -1);
+            mg_policy_window_add(&h->user->tpm, now_s, -h->tpm_reserved);
+        }
+        for (size_t i = 0; i < h->nteam; i++)
+            mg_policy_budgets_release(&h->team[i]->budgets, &h->team_hold[i]);
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s limit reached (%s); retry after %d s",
+                 which == MG_POLICY_LIM_RPM || which == MG_POLICY_LIM_TPM ? "rate" : "budget",
+                 mg_policy_limit_name(which), retry);
+        mg_req_respond_error(req, 429, "rate_limit_error", limit_code(which), msg, retry);
+        return MG_STAGE_RESPONDED;
+    }
+    req->policy_hold = h;
     return MG_STAGE_NEXT;
+}
+
+/* Settles the reservations with what the request really used (called once,
+ * when the request ends however it ended). */
+void mg_policy_settle(mg_req *req)
+{
+    policy_hold *h = req->policy_hold;
+    if (h == NULL || h->settled)
+        return;
+    h->settled = true;
+    int64_t pt = req->usage.prompt_tokens > 0 ? req->usage.prompt_tokens : 0;
+    int64_t ct = req->usage.completion_tokens > 0 ? req->usage.completion_tokens : 0;
+    const mg_cfg_model *m = req->model;
+    int64_t usd = m && m->has_price ? mg_policy_cost_micro_usd(pt, ct, m->input_per_mtok, m->output_per_mtok) : 0;
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    if (h->tpm_reserved)
+        mg_policy_window_add(&h->user->tpm, (uint64_t)mono.tv_sec, pt + ct - h->tpm_reserved);
+    mg_policy_budgets_settle(&h->user->budgets, &h->user_hold, pt + ct, usd);
+    for (size_t i = 0; i < h->nteam; i++)
+        mg_policy_budgets_settle(&h->team[i]->budgets, &h->team_hold[i], pt + ct, usd);
+}
+
+/* ---------------------------------------------------------------- output */
+
+typedef struct out_state {
+    mg_policy_stream *fs;          /* choice 0's text (n > 1 is refused upstream of here
+                                      by most adapters; other choices pass through the
+                                      same filter in order) */
+    mg_policy_verdict v;
+    bool flushed;
+} out_state;
+
+static void out_state_free(void *p) { mg_policy_stream_free(((out_state *)p)->fs); }
+
+static mg_rc filter_reply(mg_req *req, mg_buf *buf)
+{
+    cJSON *j = cJSON_ParseWithLength(buf->p, buf->len);
+    if (j == NULL)
+        return MG_OK;   /* not ours to judge: the adapter produced it */
+    mg_policy_verdict v;
+    mg_policy_verdict_init(&v);
+    size_t redactions = 0;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(j, "choices")) {
+        cJSON *msg = cJSON_GetObjectItemCaseSensitive(ch, "message");
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        if (!cJSON_IsString(content))
+            continue;
+        mg_buf safe = {0};
+        mg_policy_filter_text(req->policy, MG_POLICY_OUTPUT, content->valuestring,
+                              strlen(content->valuestring), &safe, &v);
+        if (v.redactions > redactions) {
+            redactions = v.redactions;
+            mg_buf_append(&safe, "", 1);
+            cJSON_SetValuestring(content, safe.p);
+        }
+        mg_buf_free(&safe);
+        if (v.blocked)
+            break;
+    }
+    set_decision(req, &v);
+    mg_rc rc = MG_OK;
+    if (v.blocked) {
+        req->error_code = "content_blocked";
+        rc = MG_ERR;
+    } else if (redactions) {
+        char *s = cJSON_PrintUnformatted(j);
+        if (s) {
+            mg_buf_reset(buf);
+            mg_buf_append(buf, s, strlen(s));
+            cJSON_free(s);
+        }
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* Rewrites one canonical chunk's delta text through the stream filter. */
+static mg_rc filter_chunk(mg_req *req, out_state *st, const char *data, size_t n, mg_buf *out)
+{
+    if (n == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        mg_buf tail = {0};
+        if (!st->flushed) {
+            st->flushed = true;
+            mg_policy_stream_flush(st->fs, &tail, &st->v);
+        }
+        if (st->v.blocked) {
+            mg_buf_free(&tail);
+            return MG_ERR;
+        }
+        if (tail.len) {
+            /* The held-back text goes out in one more chunk before the end. */
+            cJSON *c = cJSON_CreateObject();
+            cJSON *choices = cJSON_AddArrayToObject(c, "choices");
+            cJSON *c0 = cJSON_CreateObject();
+            cJSON_AddNumberToObject(c0, "index", 0);
+            cJSON *delta = cJSON_AddObjectToObject(c0, "delta");
+            mg_buf_append(&tail, "", 1);
+            cJSON_AddStringToObject(delta, "content", tail.p);
+            cJSON_AddItemToArray(choices, c0);
+            cJSON_AddStringToObject(c, "object", "chat.completion.chunk");
+            char *s = cJSON_PrintUnformatted(c);
+            if (s) {
+                mg_buf_printf(out, "data: %s\n\n", s);
+                cJSON_free(s);
+            }
+            cJSON_Delete(c);
+        }
+        mg_buf_free(&tail);
+        mg_buf_append_str(out, "data: [DONE]\n\n");
+        return MG_OK;
+    }
+    cJSON *j = cJSON_ParseWithLength(data, n);
+    if (j == NULL) {
+        mg_buf_printf(out, "data: %.*s\n\n", (int)n, data);
+        return MG_OK;
+    }
+    bool changed = false;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(j, "choices")) {
+        cJSON *delta = cJSON_GetObjectItemCaseSensitive(ch, "delta");
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(delta, "content");
+        const cJSON *finish = cJSON_GetObjectItemCaseSensitive(ch, "finish_reason");
+        mg_buf safe = {0};
+        if (cJSON_IsString(content)) {
+            mg_policy_stream_push(st->fs, content->valuestring, strlen(content->valuestring), &safe, &st->v);
+            changed = true;
+        }
+        if (cJSON_IsString(finish) && !st->flushed) {
+            /* The text ends here: release what was held back. */
+            st->flushed = true;
+            mg_policy_stream_flush(st->fs, &safe, &st->v);
+            changed = true;
+            if (!cJSON_IsString(content) && delta)
+                content = cJSON_AddStringToObject(delta, "content", "");
+        }
+        if (changed && cJSON_IsString(content)) {
+            mg_buf_append(&safe, "", 1);
+            cJSON_SetValuestring(content, safe.p);
+        }
+        mg_buf_free(&safe);
+    }
+    if (st->v.blocked) {
+        cJSON_Delete(j);
+        return MG_ERR;
+    }
+    if (changed) {
+        char *s = cJSON_PrintUnformatted(j);
+        if (s) {
+            mg_buf_printf(out, "data: %s\n\n", s);
+            cJSON_free(s);
+        }
+    } else {
+        mg_buf_printf(out, "data: %.*s\n\n", (int)n, data);
+    }
+    cJSON_Delete(j);
+    return MG_OK;
+}
+
+mg_rc mg_policy_filter_output(mg_req *req, mg_buf *buf, bool is_stream_event)
+{
+    if (req->policy == NULL || !mg_policy_effective_has_filters(req->policy, MG_POLICY_OUTPUT))
+        return MG_OK;
+    if (!is_stream_event)
+        return filter_reply(req, buf);
+    out_state *st = req->policy_out;
+    if (st == NULL) {
+        st = mg_pool_calloc(req->pool, sizeof(*st));
+        if (st == NULL || (st->fs = mg_policy_stream_new(req->policy, 0)) == NULL ||
+            mg_pool_cleanup_add(req->pool, out_state_free, st) != MG_OK) {
+            if (st)
+                mg_policy_stream_free(st->fs);
+            return MG_ERR;
+        }
+        mg_policy_verdict_init(&st->v);
+        req->policy_out = st;
+    }
+    /* buf holds complete canonical SSE events: rewrite each one. */
+    mg_buf out = {0};
+    mg_rc rc = MG_OK;
+    size_t i = 0;
+    while (i < buf->len && rc == MG_OK) {
+        mg_str ev;
+        size_t used = mg_adapter_next_sse_event(buf->p + i, buf->len - i, &ev);
+        if (used == 0)
+            break;
+        i += used;
+        const char *d = ev.p;
+        size_t dn = ev.n;
+        if (dn >= 6 && memcmp(d, "data: ", 6) == 0) {
+            rc = filter_chunk(req, st, d + 6, dn - 6, &out);
+        } else {
+            mg_buf_append(&out, ev.p, ev.n);
+            mg_buf_append(&out, "\n\n", 2);
+        }
+    }
+    set_decision(req, &st->v);
+    if (rc != MG_OK || st->v.blocked) {
+        req->error_code = "content_blocked";
+        mg_buf_free(&out);
+        return MG_ERR;
+    }
+    mg_buf_reset(buf);
+    mg_buf_append(buf, out.p ? out.p : "", out.len);
+    mg_buf_free(&out);
+    return MG_OK;
 }

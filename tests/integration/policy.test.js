@@ -1,0 +1,205 @@
+// modelgate — role policies end to end: a policy imported into PostgreSQL
+// with `modelgate policy import`, API keys issued for roles, and the gateway
+// deciding on every request: model allowlists (and /v1/models), input
+// filters (block / redact) on every API surface, output filters on plain and
+// streamed replies (a match split across chunks included), rate limits and
+// hard budgets under concurrency, admin permissions, and a new policy
+// version reaching the running gateway without a restart. Every deny path
+// asserts that the mock upstream received nothing (or only redacted text).
+//
+// SPDX-License-Identifier: Apache-2.0
+'use strict';
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const h = require('./lib/harness');
+const pgl = require('./lib/pg');
+
+let pg;
+let mock;
+let gw;
+let dir;
+const keys = {};
+
+const POLICY = {
+  roles: {
+    engineer: {
+      models: ['gpt-*'], filters: ['pii', 'secrets', 'codenames'],
+      limits: { requests_per_minute: 1000, max_tokens: 256 }, permissions: [],
+    },
+    limited: { models: ['gpt-test'], filters: [], limits: { requests_per_minute: 3 }, permissions: [] },
+    tight: { models: ['gpt-test'], filters: [], limits: { tokens_per_day: 2000, max_tokens: 100 }, permissions: [] },
+    finance: { models: [], permissions: ['usage:read'] },
+  },
+  role_mappings: [{ claim: 'groups', equals: 'ai-users', role: 'engineer' }],
+  filters: {
+    pii: { detectors: ['email', 'credit_card'], action: 'redact', direction: 'both' },
+    secrets: { detectors: ['api_key', 'private_key'], action: 'block', direction: 'both' },
+    codenames: { patterns: ['(?i)\\bproject\\s+bluebird\\b'], action: 'block', direction: 'input' },
+  },
+};
+
+function cfgFile() {
+  const f = path.join(dir, 'cli.yaml');
+  fs.writeFileSync(f, h.toYaml({ listen: [{ address: '127.0.0.1:1' }], database: { url: pg.url } }));
+  return f;
+}
+function cli(args) {
+  return spawnSync(h.gatewayBin(), [...args, '-c', cfgFile()], { encoding: 'utf8', cwd: h.ROOT });
+}
+function importPolicy(doc) {
+  const f = path.join(dir, `policy-${Date.now()}.json`);
+  fs.writeFileSync(f, JSON.stringify(doc));
+  const r = cli(['policy', 'import', f]);
+  assert.equal(r.status, 0, `policy import: ${r.stderr}`);
+}
+const withDb = (cfg) => {
+  cfg.database = { url: pg.url };
+  cfg.models.push({ name: 'llama-local', deployments: [{ provider: 'mock', model: 'llama' }] });
+  return cfg;
+};
+const chatAs = (key, content, extra = {}) => h.request(gw, {
+  path: '/v1/chat/completions', auth: key, body: h.chatBody(content, extra) });
+const lastUpstreamBody = async () => {
+  const r = await mock.requests();
+  return r.length ? r[r.length - 1].body : null;
+};
+
+describe('role policies', () => {
+  before(async () => {
+    pg = await pgl.startPg();
+    dir = h.makeTmpDir('mg-policy-');
+    const m = cli(['migrate']);
+    assert.equal(m.status, 0, m.stderr);
+    for (const role of ['engineer', 'limited', 'tight', 'finance']) {
+      const k = cli(['keys', 'create', '--user', `${role}@example.com`, '--role', role]);
+      assert.equal(k.status, 0, k.stderr);
+      keys[role] = k.stdout.trim();
+    }
+    importPolicy(POLICY);
+    mock = await h.startMock();
+    gw = await h.startGateway({ mock, configOverrides: withDb });
+    await h.waitFor(async () => (await chatAs(keys.engineer, 'warm up')).status === 200, 10000);
+  });
+  after(async () => {
+    await h.cleanup();
+    if (pg) pg.destroy();
+  });
+
+  it('model allowlists: allowed, denied (upstream sees nothing), and /v1/models lists only allowed', async () => {
+    assert.equal((await chatAs(keys.engineer, 'hello')).status, 200);
+    await mock.clear();
+    const denied = await chatAs(keys.engineer, 'hello', { model: 'llama-local' });
+    assert.equal(denied.status, 403);
+    assert.equal(denied.json.error.code, 'model_not_allowed');
+    assert.equal((await mock.requests()).length, 0);
+    const list = await h.request(gw, { path: '/v1/models', auth: keys.engineer });
+    assert.deepEqual(list.json.data.map((m) => m.id).sort(), ['gpt-test']);
+    const fin = await h.request(gw, { path: '/v1/models', auth: keys.finance });
+    assert.deepEqual(fin.json.data, []);
+  });
+
+  it('input filters block on every surface and in the whole history; the upstream sees nothing', async () => {
+    await mock.clear();
+    const secret = 'sk-proj-' + 'a1B2c3D4e5F6g7H8i9J0'.repeat(2);
+    const cases = [
+      h.request(gw, { path: '/v1/chat/completions', auth: keys.engineer, body: { model: 'gpt-test',
+        messages: [{ role: 'system', content: `use ${secret}` }, { role: 'user', content: 'hi' }] } }),
+      h.request(gw, { path: '/v1/chat/completions', auth: keys.engineer, body: { model: 'gpt-test',
+        messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'ok' },
+          { role: 'user', content: [{ type: 'text', text: 'about Project  Bluebird' }] }] } }),
+      h.request(gw, { path: '/v1/messages', headers: { 'x-api-key': keys.engineer },
+        body: { model: 'gpt-test', max_tokens: 50, messages: [{ role: 'user', content: `key ${secret}` }] } }),
+      h.request(gw, { path: '/v1/embeddings', auth: keys.engineer, body: { model: 'gpt-test', input: ['fine', `x ${secret}`] } }),
+    ];
+    for (const r of await Promise.all(cases)) {
+      assert.equal(r.status, 403, r.body);
+      assert.ok(!r.body.includes(secret) && !/bluebird/i.test(r.body), 'the denial never echoes the content');
+    }
+    assert.equal((await mock.requests()).length, 0, 'nothing blocked reached the upstream');
+  });
+
+  it('input redaction: the upstream gets placeholders, on both surfaces', async () => {
+    await mock.clear();
+    const r = await chatAs(keys.engineer, 'write to bob@example.com about card 4111 1111 1111 1111');
+    assert.equal(r.status, 200, r.body);
+    const body = await lastUpstreamBody();
+    assert.ok(!body.includes('bob@example.com') && !body.includes('4111 1111'), body);
+    assert.match(body, /\[EMAIL\]/);
+    assert.match(body, /\[CREDIT_CARD\]/);
+    const a = await h.request(gw, { path: '/v1/messages', headers: { 'x-api-key': keys.engineer },
+      body: { model: 'gpt-test', max_tokens: 50, system: 'reply to carol@example.org', messages: [{ role: 'user', content: 'hi' }] } });
+    assert.equal(a.status, 200, a.body);
+    const b2 = await lastUpstreamBody();
+    assert.ok(!b2.includes('carol@example.org'), b2);
+    assert.match(JSON.parse(b2).max_tokens.toString(), /^(50|256)$/);
+  });
+
+  it('output filters: plain replies and streams, a match split across chunks included', async () => {
+    const reply = encodeURIComponent('you can reach the team at dana.smith@example.net any time');
+    const plain = await chatAs(keys.engineer, `[[mock:reply=${reply}]] hi`);
+    assert.equal(plain.status, 200);
+    assert.equal(plain.json.choices[0].message.content, 'you can reach the team at [EMAIL] any time');
+    for (const chunks of [3, 17, 40]) {
+      const s = await h.stream(gw, { path: '/v1/chat/completions', auth: keys.engineer,
+        body: h.chatBody(`[[mock:chunks=${chunks},reply=${reply}]] hi`, { stream: true }) });
+      assert.equal(s.status, 200);
+      const text = s.events.filter((e) => e.json?.choices?.[0]?.delta?.content).map((e) => e.json.choices[0].delta.content).join('');
+      assert.equal(text, 'you can reach the team at [EMAIL] any time', `${chunks} chunks`);
+      assert.ok(!s.raw.includes('dana.smith'), 'the address never left the gateway');
+      assert.equal(s.events[s.events.length - 1].data, '[DONE]');
+    }
+    const leaked = encodeURIComponent('here: sk-proj-' + 'Zz9Yy8Xx7Ww6Vv5Uu4Tt'.repeat(2));
+    const blocked = await h.stream(gw, { path: '/v1/chat/completions', auth: keys.engineer,
+      body: h.chatBody(`[[mock:chunks=8,reply=${leaked}]] hi`, { stream: true }) });
+    assert.ok(!blocked.raw.includes('Zz9Yy8Xx7'), 'a blocked secret never reaches the client');
+    assert.ok(blocked.events.some((e) => e.json?.error), 'the stream ends with an error event');
+  });
+
+  it('rate limits answer 429 with Retry-After', async () => {
+    const codes = [];
+    for (let i = 0; i < 5; i++) codes.push((await chatAs(keys.limited, `hi ${i}`)).status);
+    assert.deepEqual(codes, [200, 200, 200, 429, 429]);
+    const r = await chatAs(keys.limited, 'again');
+    assert.equal(r.json.error.code, 'rate_limited');
+    assert.ok(Number(r.headers['retry-after']) >= 1);
+  });
+
+  it('budgets are hard caps under concurrency', async () => {
+    await mock.clear();
+    // Each request reserves its worst case (prompt estimate + max_tokens 100)
+    // against 2000 tokens a day; the upstream holds every request 1.5 s so all
+    // 60 are in flight at once and only the reservations decide.
+    const rs = await Promise.all(Array.from({ length: 60 }, (_, i) => chatAs(keys.tight, `[[mock:delay_ms=1500]] budget ${i}`)));
+    const ok = rs.filter((r) => r.status === 200).length;
+    const over = rs.filter((r) => r.status === 429);
+    assert.ok(ok >= 1 && ok <= 20, `${ok} requests were admitted`);
+    assert.ok(over.length >= 40);
+    for (const r of over) {
+      assert.equal(r.json.error.code, 'budget_exceeded');
+      assert.ok(Number(r.headers['retry-after']) >= 1);
+    }
+    assert.equal((await mock.requests()).length, ok, 'only admitted requests reached the upstream');
+  });
+
+  it('admin permissions come from roles', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const q = `/admin/v1/usage?from=${today}&to=${today}`;
+    assert.equal((await h.request(gw, { path: q, auth: keys.engineer })).status, 403);
+    const fin = await h.request(gw, { path: q, auth: keys.finance });
+    assert.equal(fin.status, 200, fin.body);
+  });
+
+  it('a new policy version reaches the running gateway within seconds', async () => {
+    assert.equal((await chatAs(keys.engineer, 'hi', { model: 'llama-local' })).status, 403);
+    const next = JSON.parse(JSON.stringify(POLICY));
+    next.roles.engineer.models.push('llama-*');
+    importPolicy(next);
+    const t0 = Date.now();
+    await h.waitFor(async () => (await chatAs(keys.engineer, 'hi', { model: 'llama-local' })).status === 200, 5000, 100);
+    assert.ok(Date.now() - t0 < 3000, `propagation took ${Date.now() - t0} ms`);
+  });
+});
