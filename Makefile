@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 
 CC       ?= cc
-PKGS     := openssl libcurl libcjson yaml-0.1 libpcre2-8 libpq
+PKGS     := openssl libcurl libcjson yaml-0.1 libpcre2-8 libpq liboauth2
 CFLAGS   ?= -O2 -g
 SAN      ?=
 # Warnings are errors; these flags are not overridable from the command line.

@@ -13,6 +13,7 @@
  */
 #include "auth_int.h"
 #include "jwt.h"
+#include "sso.h"
 
 #include "gateway/log.h"
 
@@ -56,18 +57,20 @@ mg_rc mg_auth_start(const mg_config *cfg, mg_buf *errs)
     }
     if (cfg->oidc.present)
         mg_auth_oidc_load(cfg, errs);
-    return MG_OK;
+    /* liboauth2 is configured here, in the main thread, before any worker
+     * or pool thread can use it. */
+    return mg_auth_sso_setup(cfg, errs) == MG_ENOMEM ? MG_ERR : MG_OK;
 }
 
 mg_rc mg_auth_reload(const mg_config *cfg, mg_buf *errs)
 {
     if (ready())
         mg_auth_cache_clear(g.jwt_cache);
-    if (!cfg->oidc.present) {
+    if (!cfg->oidc.present)
         mg_auth_oidc_reset();
-        return MG_OK;
-    }
-    mg_auth_oidc_load(cfg, errs);
+    else
+        mg_auth_oidc_load(cfg, errs);
+    mg_auth_sso_setup(cfg, errs);
     return MG_OK;
 }
 
@@ -79,6 +82,7 @@ void mg_auth_stop(void)
     mg_auth_pool_free(g.db);
     g.idp = g.db = NULL;
     mg_auth_keys_shutdown();
+    mg_auth_sso_teardown();
     mg_auth_cache_free(g.jwt_cache);
     g.jwt_cache = NULL;
     mg_auth_oidc_reset();
@@ -311,8 +315,14 @@ mg_stage_rc mg_auth_stage(mg_req *req)
                              "the credentials are not valid", 0);
         return MG_STAGE_RESPONDED;
     }
-    /* Browser SSO sessions (/auth/login, an SSO cookie) are not part of this
-     * build yet: browsers get the same 401 as API clients. */
+    /* The SSO session cookie (a browser that signed in at /auth/login). */
+    mg_stage_rc rc;
+    if (mg_auth_sso_session_stage(req, &rc))
+        return rc;
+    if (mg_auth_sso_wants_redirect(req)) {
+        mg_auth_sso_redirect_login(req);
+        return MG_STAGE_RESPONDED;
+    }
     mg_req_respond_error(req, 401, "authentication_error", "missing_credentials",
                          "no credentials: send Authorization: Bearer <key>", 0);
     return MG_STAGE_RESPONDED;

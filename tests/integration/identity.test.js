@@ -41,7 +41,11 @@ before(async () => {
   minter = await startMinter();
   mock = await h.startMock();
   if (HAVE_PG) pg = await pgLib.startPg();
-  gw = await h.startGateway({ mock, configOverrides: cfgFor(minter.issuer, pg && pg.url) });
+  // public_url turns browser SSO on (its redirect is checked at the end).
+  gw = await h.startGateway({
+    mock,
+    configOverrides: (cfg, ctx) => h.deepMerge(cfg, { ...cfgFor(minter.issuer, pg && pg.url), public_url: `https://127.0.0.1:${ctx.httpsPort}` }),
+  });
   if (HAVE_PG) {
     const m = cli(['migrate']);
     assert.equal(m.code, 0, `migrate failed: ${m.stderr}`);
@@ -222,13 +226,19 @@ test('a hung IdP does not delay requests that are already authenticated', async 
   }
 });
 
-test('clients without credentials get 401 + WWW-Authenticate, never a redirect', async () => {
+test('API clients without credentials get 401 + WWW-Authenticate; browsers are sent to sign in', async () => {
   const api = await models(undefined);
   assert.equal(api.status, 401);
   assert.match(api.headers['www-authenticate'] || '', /^Bearer /);
-  // Browser SSO is not in this build: a browser gets the same 401, not a
-  // redirect to a login page that does not exist.
+  assert.equal(api.headers.location, undefined);
+  // A browser (GET, Accept: text/html) is redirected to /auth/login with
+  // its own path as return_to (tests/integration/sso.test.js does the rest).
   const br = await h.request(gw, { path: '/v1/models?x=1', headers: { Accept: 'text/html,application/xhtml+xml' } });
-  assert.equal(br.status, 401);
-  assert.equal(br.headers.location, undefined);
+  assert.equal(br.status, 302);
+  assert.equal(br.headers.location, '/auth/login?return_to=%2Fv1%2Fmodels%3Fx%3D1');
+  // Not for POSTs or non-HTML clients.
+  const post = await h.request(gw, { path: '/v1/chat/completions', body: h.chatBody('hi'), headers: { Accept: 'text/html' } });
+  assert.equal(post.status, 401);
+  const json = await h.request(gw, { path: '/v1/models', headers: { Accept: 'application/json' } });
+  assert.equal(json.status, 401);
 });
