@@ -80,4 +80,13 @@ bool mg_auth_return_to_ok(const char *s, size_t n);
  * spaces around ';' and ignores malformed pairs. */
 bool mg_auth_cookie_get(mg_str header, const char *name, mg_str *out);
 
+
+/* ---- admin API (auth/keys_admin.c) ---------------------------------------- */
+struct mg_policy_admin_reply;
+/* GET/POST /admin/v1/keys, DELETE /admin/v1/keys/{id}; blocking (database):
+ * run on a pool thread. out is zero-initialised by the caller. */
+mg_rc mg_auth_keys_admin(const char *conninfo, const char *method, const char *path, const char *body,
+                         size_t body_len, bool can_read, bool can_write, const char *actor,
+                         struct mg_policy_admin_reply *out);
+
 #endif

@@ -121,4 +121,22 @@ void mg_auth_keys_shutdown(void);
 typedef struct pg_conn PGconn;
 PGconn *mg_auth_db_connect(const char *url, char *err, size_t errsz);
 
+
+/* ---- API keys in the database (keys_store.c; blocking) -------------------- */
+#include <libpq-fe.h>
+bool mg_auth_keys_role_ok(const char *s);
+bool mg_auth_keys_text_ok(const char *s, size_t max);
+/* Accepts an id or the printed "mgk_<id>" (moves *id past the prefix). */
+bool mg_auth_keys_id_ok(const char **id);
+/* Creates a key (expires_ms 0 = never); key/id/expires_at filled on MG_OK.
+ * MG_ERR: generator failure; MG_AGAIN: database error (message in err). */
+mg_rc mg_auth_keys_create(PGconn *c, const char *user, const char *role, const char *name,
+                          uint64_t expires_ms, char key[MG_KEY_LEN + 1], char id[MG_KEY_ID_LEN + 1],
+                          char *expires_at, size_t expires_sz, char *err, size_t errsz);
+/* Columns: id, prefix, owner, role, name, created, expires ('' never),
+ * state (active|expired|revoked), last used ('' never). NULL on error. */
+PGresult *mg_auth_keys_list(PGconn *c);
+/* 1 revoked now, 2 already revoked, 0 no such key, -1 database error. */
+int mg_auth_keys_revoke(PGconn *c, const char *id);
+
 #endif

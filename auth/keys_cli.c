@@ -27,31 +27,6 @@ static const char keys_help[] =
     "        expires, status (active|revoked|expired), last used.\n"
     "revoke  stops key ID; every gateway instance refuses it within 5 seconds.\n";
 
-static bool name_ok(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
-    return true;
-}
-
-static bool role_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.' || c == ':'))
-            return false;
-    }
-    return true;
-}
-
 static PGconn *connect_or_report(const mg_config *cfg, int *rc)
 {
     if (cfg == NULL || cfg->database_url == NULL) {
@@ -68,16 +43,6 @@ static PGconn *connect_or_report(const mg_config *cfg, int *rc)
     return c;
 }
 
-static int db_error(PGconn *c, PGresult *r, const char *what)
-{
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    fprintf(stderr, "modelgate keys: %s failed: %s", what, PQerrorMessage(c));
-    if (state && strcmp(state, "42P01") == 0)
-        fprintf(stderr, "modelgate keys: the api_keys table is missing; run `modelgate migrate` first\n");
-    PQclear(r);
-    return 2;
-}
-
 static int cmd_create(int argc, char **argv, int i, const mg_config *cfg)
 {
     const char *user = NULL, *role = NULL, *name = NULL, *expires = NULL;
@@ -92,62 +57,41 @@ static int cmd_create(int argc, char **argv, int i, const mg_config *cfg)
         }
         *slot = argv[++i];
     }
-    if (user == NULL || !name_ok(user, 320)) {
+    if (user == NULL || !mg_auth_keys_text_ok(user, 320)) {
         fprintf(stderr, "modelgate keys create: --user EMAIL is required\n");
         return 1;
     }
-    if (role == NULL || !role_ok(role)) {
+    if (role == NULL || !mg_auth_keys_role_ok(role)) {
         fprintf(stderr, "modelgate keys create: --role ROLE is required (letters, digits, _ - . :)\n");
         return 1;
     }
-    if (name && !name_ok(name, 200)) {
+    if (name && !mg_auth_keys_text_ok(name, 200)) {
         fprintf(stderr, "modelgate keys create: --name must be 1-200 printable characters\n");
         return 1;
     }
     uint64_t exp_ms = 0;
-    char interval[48] = "";
-    if (expires) {
-        if (mg_config_parse_duration_ms(expires, &exp_ms) != MG_OK || exp_ms < 1000 ||
-            exp_ms > 20ULL * 366 * 86400 * 1000) {
-            fprintf(stderr, "modelgate keys create: --expires \"%s\" is not a duration like 90d or 12h\n", expires);
-            return 1;
-        }
-        snprintf(interval, sizeof(interval), "%llu milliseconds", (unsigned long long)exp_ms);
+    if (expires && (mg_config_parse_duration_ms(expires, &exp_ms) != MG_OK || exp_ms < 1000 ||
+                    exp_ms > 20ULL * 366 * 86400 * 1000)) {
+        fprintf(stderr, "modelgate keys create: --expires \"%s\" is not a duration like 90d or 12h\n", expires);
+        return 1;
     }
     int rc = 0;
     PGconn *c = connect_or_report(cfg, &rc);
     if (c == NULL)
         return rc;
-    char key[MG_KEY_LEN + 1], id[MG_KEY_ID_LEN + 1], hash[65], prefix[4 + MG_KEY_ID_LEN + 1];
-    if (mg_auth_key_generate(key, id) != MG_OK) {
-        fprintf(stderr, "modelgate keys create: the random number generator failed\n");
-        PQfinish(c);
+    char key[MG_KEY_LEN + 1], id[MG_KEY_ID_LEN + 1], exp_at[40], err[300];
+    mg_rc r = mg_auth_keys_create(c, user, role, name, exp_ms, key, id, exp_at, sizeof(exp_at), err, sizeof(err));
+    PQfinish(c);
+    if (r != MG_OK) {
+        fprintf(stderr, "modelgate keys create: %s\n", err);
         return 2;
-    }
-    mg_auth_key_hash_hex(key, strlen(key), hash);
-    snprintf(prefix, sizeof(prefix), "mgk_%s", id);
-    const char *email = strchr(user, '@') ? user : NULL;
-    const char *params[] = {id, prefix, hash, user, email, role, name, expires ? interval : NULL};
-    PGresult *r = PQexecParams(c,
-        "INSERT INTO api_keys (id, prefix, hash, owner_subject, owner_email, role, name, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8::interval)"
-        " RETURNING to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-        8, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        OPENSSL_cleanse(key, sizeof(key));
-        rc = db_error(c, r, "creating the key");
-        PQfinish(c);
-        return rc;
     }
     printf("%s\n", key);
     fflush(stdout);
-    fprintf(stderr, "created API key id=%s prefix=%s user=%s role=%s%s%s expires=%s\n"
+    fprintf(stderr, "created API key id=%s prefix=" MG_KEY_PREFIX "%s user=%s role=%s%s%s expires=%s\n"
                     "the key is shown only once; store it now\n",
-            id, prefix, user, role, name ? " name=" : "", name ? name : "",
-            PQgetisnull(r, 0, 0) ? "never" : PQgetvalue(r, 0, 0));
+            id, id, user, role, name ? " name=" : "", name ? name : "", exp_at[0] ? exp_at : "never");
     OPENSSL_cleanse(key, sizeof(key));
-    PQclear(r);
-    PQfinish(c);
     return 0;
 }
 
@@ -157,22 +101,17 @@ static int cmd_list(const mg_config *cfg)
     PGconn *c = connect_or_report(cfg, &rc);
     if (c == NULL)
         return rc;
-    PGresult *r = PQexec(c,
-        "SELECT id, prefix, owner_subject, role, COALESCE(name, '-'),"
-        " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-        " COALESCE(to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'never'),"
-        " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
-        "      WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'expired' ELSE 'active' END,"
-        " COALESCE(to_char(last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'never')"
-        " FROM api_keys ORDER BY created_at, id");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = db_error(c, r, "listing keys");
+    PGresult *r = mg_auth_keys_list(c);
+    if (r == NULL) {
+        fprintf(stderr, "modelgate keys list: %s", PQerrorMessage(c));
         PQfinish(c);
-        return rc;
+        return 2;
     }
     for (int i = 0; i < PQntuples(r); i++) {
-        for (int f = 0; f < 9; f++)
-            printf("%s%s", f ? "\t" : "", PQgetvalue(r, i, f));
+        for (int f = 0; f < 9; f++) {
+            const char *v = PQgetvalue(r, i, f);
+            printf("%s%s", f ? "\t" : "", v[0] ? v : (f == 4 ? "-" : "never"));
+        }
         printf("\n");
     }
     PQclear(r);
@@ -182,16 +121,7 @@ static int cmd_list(const mg_config *cfg)
 
 static int cmd_revoke(const char *id, const mg_config *cfg)
 {
-    size_t n = strlen(id);
-    /* Accept the id or the printed prefix "mgk_<id>". */
-    if (n == 4 + MG_KEY_ID_LEN && memcmp(id, MG_KEY_PREFIX, 4) == 0) {
-        id += 4;
-        n -= 4;
-    }
-    bool hex = n == MG_KEY_ID_LEN;
-    for (size_t i = 0; hex && i < n; i++)
-        hex = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f');
-    if (!hex) {
+    if (!mg_auth_keys_id_ok(&id)) {
         fprintf(stderr, "modelgate keys revoke: \"%s\" is not a key id (16 hex digits)\n", id);
         return 1;
     }
@@ -199,22 +129,16 @@ static int cmd_revoke(const char *id, const mg_config *cfg)
     PGconn *c = connect_or_report(cfg, &rc);
     if (c == NULL)
         return rc;
-    const char *params[] = {id};
-    PGresult *r = PQexecParams(c,
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1"
-        " RETURNING revoked_at = now()", 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = db_error(c, r, "revoking the key");
-        PQfinish(c);
-        return rc;
-    }
-    if (PQntuples(r) == 0) {
+    int r = mg_auth_keys_revoke(c, id);
+    if (r < 0) {
+        fprintf(stderr, "modelgate keys revoke: %s", PQerrorMessage(c));
+        rc = 2;
+    } else if (r == 0) {
         fprintf(stderr, "modelgate keys revoke: no key with id %s\n", id);
         rc = 1;
     } else {
-        fprintf(stderr, "%s key %s\n", PQgetvalue(r, 0, 0)[0] == 't' ? "revoked" : "already revoked:", id);
+        fprintf(stderr, "%s key %s\n", r == 1 ? "revoked" : "already revoked:", id);
     }
-    PQclear(r);
     PQfinish(c);
     return rc;
 }

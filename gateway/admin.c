@@ -13,6 +13,7 @@
 #include "tpool.h"
 #include "usage/usage.h"
 #include "policy/store.h"
+#include "auth/auth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,9 +208,22 @@ static void policy_job_free(policy_job *j)
     free(j);
 }
 
+static bool job_can(const policy_job *j, const char *perm)
+{
+    for (size_t i = 0; i < j->nperms; i++)
+        if (strcmp(j->perms[i], perm) == 0)
+            return true;
+    return false;
+}
+
 static void policy_job_run(void *arg)
 {
     policy_job *j = arg;
+    if (strncmp(j->path, "/admin/v1/keys", 14) == 0) {
+        j->rc = mg_auth_keys_admin(j->conninfo, j->method, j->path, j->body, j->body_len,
+                                   job_can(j, "keys:read"), job_can(j, "keys:write"), j->actor, &j->reply);
+        return;
+    }
     j->rc = mg_policy_admin_handle(j->conninfo, j->method, j->path, j->query, j->body, j->body_len,
                                    j->if_match, j->actor, (const char *const *)j->perms, j->nperms,
                                    &j->reply);
@@ -291,8 +305,40 @@ static mg_stage_rc admin_policy(mg_req *req)
 
 /* ---------------------------------------------------------------- dispatch */
 
+/* Browsers send the session cookie with any request to us, so a mutating
+ * admin call authenticated by that cookie must come from our own origin
+ * (CSRF). Bearer-token callers are not browsers riding on ambient
+ * credentials and need no check. */
+static bool csrf_ok(const mg_req *req)
+{
+    mg_http_method m = req->http->method;
+    if (m == MG_HTTP_GET || m == MG_HTTP_HEAD || m == MG_HTTP_OPTIONS)
+        return true;
+    if (req->principal.kind == NULL || strcmp(req->principal.kind, "session") != 0)
+        return true;
+    const char *pub = req->snap->cfg->public_url;
+    const mg_http_header *origin = mg_http_header_get(req->http, "origin");
+    if (pub == NULL || origin == NULL)
+        return false;
+    /* public_url's origin: scheme://host[:port], without any path. */
+    const char *p = strstr(pub, "://");
+    size_t n = strlen(pub);
+    if (p) {
+        const char *slash = strchr(p + 3, '/');
+        if (slash)
+            n = (size_t)(slash - pub);
+    }
+    return origin->value.n == n && memcmp(origin->value.p, pub, n) == 0;
+}
+
 mg_stage_rc mg_admin_stage(mg_req *req)
 {
+    if (!csrf_ok(req)) {
+        mg_req_respond_error(req, 403, "permission_error", "csrf_rejected",
+                             "cross-site request refused: admin changes from a browser must come from this gateway's own pages",
+                             0);
+        return MG_STAGE_RESPONDED;
+    }
     /* Permissions come from the caller's roles in the policy in force. */
     mg_rc rc = mg_policy_resolve(req);
     if (rc != MG_OK) {

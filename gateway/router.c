@@ -47,6 +47,8 @@ static const mg_route routes[] = {
     {.path = "/admin/v1/filters/", .label = "admin_policy", .admin = true, .any_method = true, .prefix = true},
     {.path = "/admin/v1/role-mappings", .label = "admin_policy", .admin = true, .any_method = true},
     {.path = "/admin/v1/audit", .label = "admin_policy", .admin = true, .any_method = true},
+    {.path = "/admin/v1/keys", .label = "admin_policy", .admin = true, .any_method = true},
+    {.path = "/admin/v1/keys/", .label = "admin_policy", .admin = true, .any_method = true, .prefix = true},
     {.method = MG_HTTP_GET, .path = "/auth/login", .label = "auth_login", .local = mg_auth_sso_login},
     {.method = MG_HTTP_GET, .path = "/auth/callback", .label = "auth_callback", .local = mg_auth_sso_callback},
     {.method = MG_HTTP_GET, .path = "/auth/logout", .label = "auth_logout", .local = mg_auth_sso_logout},

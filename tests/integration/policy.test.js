@@ -193,6 +193,33 @@ describe('role policies', () => {
     assert.equal(fin.status, 200, fin.body);
   });
 
+  it('API keys through the admin API: create (shown once), list, revoke, audited', async () => {
+    const denied = await h.request(gw, { path: '/admin/v1/keys', auth: keys.engineer });
+    assert.equal(denied.status, 403);
+    const created = await h.request(gw, { path: '/admin/v1/keys', auth: h.MASTER_KEY, method: 'POST',
+      body: { user: 'erin@example.com', role: 'engineer', name: 'ci', expires: '30d' } });
+    assert.equal(created.status, 201, created.body);
+    const key = created.json.key;
+    assert.match(key, /^mgk_[0-9a-f]{16}_/);
+    assert.equal((await chatAs(key, 'hello with a new key')).status, 200);
+    const list = await h.request(gw, { path: '/admin/v1/keys', auth: h.MASTER_KEY });
+    assert.equal(list.status, 200);
+    const row = list.json.data.find((k) => k.id === created.json.id);
+    assert.equal(row.state, 'active');
+    assert.equal(row.role, 'engineer');
+    assert.ok(!list.body.includes(key.split('_')[2]), 'the secret is never listed');
+    const bad = await h.request(gw, { path: '/admin/v1/keys', auth: h.MASTER_KEY, method: 'POST', body: { role: 'engineer' } });
+    assert.equal(bad.status, 400);
+    const del = await h.request(gw, { path: `/admin/v1/keys/${created.json.id}`, auth: h.MASTER_KEY, method: 'DELETE' });
+    assert.equal(del.status, 200, del.body);
+    const gone = await h.waitFor(async () => (await chatAs(key, 'after revoke')).status === 401, 8000, 250);
+    assert.ok(gone, 'a revoked key stops working within seconds');
+    const audit = await h.request(gw, { path: '/admin/v1/audit', auth: h.MASTER_KEY });
+    assert.equal(audit.status, 200, audit.body);
+    assert.ok(audit.body.includes('key.create') && audit.body.includes('key.revoke'), 'key changes are audited');
+    assert.ok(!audit.body.includes(key), 'the key never lands in the audit log');
+  });
+
   it('a new policy version reaches the running gateway within seconds', async () => {
     assert.equal((await chatAs(keys.engineer, 'hi', { model: 'llama-local' })).status, 403);
     const next = JSON.parse(JSON.stringify(POLICY));
