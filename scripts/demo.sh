@@ -21,10 +21,24 @@ if [ ! -f "$DIR/server.crt" ]; then
     chmod 600 "$DIR"/*.key
 fi
 
+# A throwaway PostgreSQL for the ledger, API keys and the role policy.
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PGDIR="$PWD/$DIR/pg"
+PGPORT=${MG_DEMO_PG_PORT:-15432}
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+rm -rf "$PGDIR"
+mkdir -p "$PGDIR"
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PGDIR"
+as_pg "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U postgres -E UTF8 --locale=C --no-sync >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w -t 30 start \
+    -o "-k $PGDIR -p $PGPORT -c listen_addresses=127.0.0.1" >/dev/null
+psql -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -c "CREATE DATABASE modelgate" >/dev/null
+export MODELGATE_DB_URL="postgresql://postgres@127.0.0.1:$PGPORT/modelgate"
+
 MOCK_LOG="$DIR/mock.log"
 node tests/mock/upstream.js --port 0 >"$DIR/mock.port" 2>"$MOCK_LOG" &
 MOCK_PID=$!
-trap 'kill $MOCK_PID 2>/dev/null || true' EXIT
+trap 'kill $MOCK_PID 2>/dev/null || true; as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast stop >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 1 50); do
     grep -q listening "$DIR/mock.port" 2>/dev/null && break
     sleep 0.1
@@ -39,7 +53,9 @@ listen:
   - address: 127.0.0.1:${TLS_PORT}
     tls: { cert: ${PWD}/${DIR}/server.crt, key: ${PWD}/${DIR}/server.key }
   - address: 127.0.0.1:${HTTP_PORT}
-auth: { master_key: \${MODELGATE_MASTER_KEY} }
+auth: { master_key: "\${MODELGATE_MASTER_KEY}" }
+database: { url: "\${MODELGATE_DB_URL}" }
+usage: { journal_dir: ${PWD}/${DIR}/journal }
 providers:
   local: { type: openai, base_url: "http://127.0.0.1:${MOCK_PORT}/v1" }
 models:
@@ -52,7 +68,32 @@ models:
 log: { level: info, access_log: stdout }
 YAML
 
+# The admin commands (usage, keys, policy) only need the database.
+cat >"$DIR/cli.yaml" <<YAML
+listen: [ { address: "127.0.0.1:${HTTP_PORT}" } ]
+database: { url: "${MODELGATE_DB_URL}" }
+usage: { journal_dir: ${PWD}/${DIR}/journal }
+YAML
+
 build/modelgate check -c "$DIR/modelgate.yaml" >/dev/null
+build/modelgate migrate -c "$DIR/cli.yaml" >/dev/null
+cat >"$DIR/policy.json" <<'JSON'
+{
+  "roles": {
+    "developer": { "models": ["*"], "filters": ["pii", "secrets"],
+                   "limits": { "requests_per_minute": 600, "max_tokens": 2048 }, "permissions": [] },
+    "admin": { "models": ["*"], "permissions": ["policy:write", "policy:read", "keys:write", "keys:read", "usage:read", "audit:read"] }
+  },
+  "role_mappings": [],
+  "filters": {
+    "pii": { "detectors": ["email", "credit_card"], "action": "redact", "direction": "both" },
+    "secrets": { "detectors": ["api_key", "private_key"], "action": "block", "direction": "input" }
+  }
+}
+JSON
+build/modelgate policy import "$DIR/policy.json" -c "$DIR/cli.yaml" >/dev/null
+API_KEY=$(build/modelgate keys create --user demo@example.com --role developer --name demo \
+          -c "$DIR/cli.yaml" 2>/dev/null)
 
 cat <<MSG
 
@@ -61,13 +102,18 @@ cat <<MSG
   TLS listener:   https://127.0.0.1:${TLS_PORT}   (CA: ${DIR}/ca.crt)
   plain listener: http://127.0.0.1:${HTTP_PORT}   (health: /healthz, /readyz, /metrics)
   local model:    mock upstream on 127.0.0.1:${MOCK_PORT}
-  API key:        ${MODELGATE_MASTER_KEY}
+  API key:        ${API_KEY}   (role "developer": every model, PII redacted, secrets blocked)
+  master key:     ${MODELGATE_MASTER_KEY}   (break-glass; admin API)
+  PostgreSQL:     ${MODELGATE_DB_URL}   (ledger, keys, policy)
 
   Try it (in another terminal):
 
   curl --cacert ${DIR}/ca.crt https://127.0.0.1:${TLS_PORT}/v1/chat/completions \\
-    -H "Authorization: Bearer ${MODELGATE_MASTER_KEY}" -H "Content-Type: application/json" \\
-    -d '{"model":"llama3","messages":[{"role":"user","content":"Hello there"}]}'
+    -H "Authorization: Bearer ${API_KEY}" -H "Content-Type: application/json" \\
+    -d '{"model":"llama3","messages":[{"role":"user","content":"Hello there, mail me at jane@example.com"}]}'
+
+  Usage so far (finance report):
+  build/modelgate usage -c ${DIR}/cli.yaml --from \$(date -u +%F) --to \$(date -u +%F) --group-by user,model
 
   Streaming: add "stream": true to the body and -N to curl.
   Access log lines follow below; Ctrl-C stops the demo.
