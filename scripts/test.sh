@@ -49,7 +49,7 @@ run_suite() {   # $1 = build dir, $2 = extra CFLAGS, $3 = label
         echo "$out" | tail -n 5
         count "$out" "fuzz replay $name ($label)" $rc
     done
-    out=$(MG_BIN="$PWD/$B/modelgate" node --test --test-concurrency=1 tests/integration/ 2>&1); rc=$?
+    out=$(MG_BIN="$PWD/$B/modelgate" node --test --test-concurrency=1 --test-timeout=600000 tests/integration/ 2>&1); rc=$?
     echo "$out" | grep -vE '^# (Subtest|tests|suites|cancelled|skipped|todo|duration_ms)' | grep -E '^(not ok|ok|#)|ERROR|runtime error' | tail -n 200
     count "$(grep -E '^# (pass|fail) ' <<<"$out")" "integration ($label)" $rc
 }
