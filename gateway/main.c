@@ -7,6 +7,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "console.h"
 #include "server.h"
 #include "snapshot.h"
 #include "usage/usage.h"
@@ -145,7 +146,19 @@ static int cmd_serve(int argc, char **argv)
         return 2;
     }
     mg_buf_free(&errs);
+    if (mg_console_load(&errs) != MG_OK) {
+        fprintf(stderr, "modelgate: cannot load the web console: %.*s", (int)errs.len, errs.p ? errs.p : "");
+        mg_buf_free(&errs);
+        mg_policy_store_stop();
+        mg_auth_stop();
+        mg_snapshot_unref(snap);
+        return 2;
+    }
+    if (errs.len)
+        mg_log(MG_LOG_INFO, "%.*s", (int)errs.len - 1, errs.p);
+    mg_buf_free(&errs);
     int rc = mg_server_run(path, snap);
+    mg_console_unload();
     mg_policy_store_stop();
     mg_auth_stop();
     return rc;

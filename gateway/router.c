@@ -4,6 +4,7 @@
 #include "router.h"
 
 #include "auth/sso.h"   /* handlers of the /auth/ routes */
+#include "console.h"     /* the admin web console */
 
 #include "json.h"
 #include "surface.h"
@@ -54,6 +55,11 @@ static const mg_route routes[] = {
     {.method = MG_HTTP_GET, .path = "/auth/logout", .label = "auth_logout", .local = mg_auth_sso_logout},
     {.method = MG_HTTP_POST, .path = "/auth/logout", .label = "auth_logout", .local = mg_auth_sso_logout},
     {.method = MG_HTTP_GET, .path = "/auth/me", .label = "auth_me", .local = mg_auth_sso_me},
+    /* The web console: after every /admin/v1/ route, so its prefix only
+     * catches what they do not. Its handlers authenticate themselves. */
+    {.method = MG_HTTP_GET, .path = "/admin/v1/console", .label = "console", .local = mg_console_context},
+    {.method = MG_HTTP_GET, .path = "/admin", .label = "console", .local = mg_console_serve},
+    {.method = MG_HTTP_GET, .path = "/admin/", .label = "console", .local = mg_console_serve, .prefix = true},
 };
 
 static _Thread_local mg_http_request scratch_head;

@@ -51,10 +51,14 @@ run_suite() {   # $1 = build dir, $2 = extra CFLAGS, $3 = label
     done
     out=$(MG_BIN="$PWD/$B/modelgate" node --test --test-concurrency=1 --test-timeout=600000 tests/integration/ 2>&1); rc=$?
     echo "$out" | grep -vE '^# (Subtest|tests|suites|cancelled|skipped|todo|duration_ms)' | grep -E '^(not ok|ok|#)|ERROR|runtime error' | tail -n 200
+    # For failures, the failing subtests with their messages.
+    echo "$out" | grep -E '^\s+not ok|^\s+(error|expected|actual|message):|^\s+location:' | head -n 80
     count "$(grep -E '^# (pass|fail) ' <<<"$out")" "integration ($label)" $rc
 }
 
 mkdir -p build
+# npm packages of the test identity provider and the browser driver (lock file committed).
+sh tests/idp/ensure.sh
 if [ -f tests/mock/selftest.sh ]; then
     out=$(bash tests/mock/selftest.sh 2>&1); rc=$?
     echo "$out" | tail -n 5

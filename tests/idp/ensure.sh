@@ -5,7 +5,7 @@
 # SPDX-License-Identifier: Apache-2.0
 set -eu
 dir=$(cd "$(dirname "$0")" && pwd)
-if [ -d "$dir/node_modules/oidc-provider" ]; then
+if [ -d "$dir/node_modules/oidc-provider" ] && [ -d "$dir/node_modules/playwright-core" ]; then
     exit 0
 fi
 npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error

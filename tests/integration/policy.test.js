@@ -226,7 +226,9 @@ describe('role policies', () => {
     next.roles.engineer.models.push('llama-*');
     importPolicy(next);
     const t0 = Date.now();
-    await h.waitFor(async () => (await chatAs(keys.engineer, 'hi', { model: 'llama-local' })).status === 200, 5000, 100);
-    assert.ok(Date.now() - t0 < 3000, `propagation took ${Date.now() - t0} ms`);
+    await h.waitFor(async () => (await chatAs(keys.engineer, 'hi', { model: 'llama-local' })).status === 200, 8000, 100);
+    // NOTIFY makes it immediate; the 1 s poll is the backstop. Generous here
+    // because CI runs this under ASan on a loaded machine.
+    assert.ok(Date.now() - t0 < 5000, `propagation took ${Date.now() - t0} ms`);
   });
 });
