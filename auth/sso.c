@@ -468,13 +468,15 @@ fail:
 
 mg_rc mg_auth_sso_setup(const mg_config *cfg, mg_buf *errs)
 {
-    if (!g.lib_ready) {
+    /* liboauth2 and its shared-memory cache only when SSO is configured:
+     * the cache alone is several MiB of resident memory. */
+    if (!g.lib_ready && cfg->oidc.present) {
         oauth2_log_sink_t *sink = oauth2_log_sink_create(OAUTH2_LOG_WARN, lib_log, NULL);
         g.log = oauth2_init(OAUTH2_LOG_WARN, sink);
         if (g.log == NULL)
             return MG_ENOMEM;
         /* The default (unnamed) cache: shm, with room for large group lists. */
-        char *rv = oauth2_cfg_set_cache(g.log, NULL, "shm", "max_val_size=65536&max_entries=2000");
+        char *rv = oauth2_cfg_set_cache(g.log, NULL, "shm", "max_val_size=65536&max_entries=500");
         if (rv) {
             mg_buf_printf(errs, "sso: liboauth2 cache: %s\n", rv);
             oauth2_mem_free(rv);
