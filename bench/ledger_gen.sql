@@ -1,6 +1,7 @@
 -- modelgate — ledger benchmark data: :rows rows (default 10 million) spread
 -- over one month (:month, default 2025-01) for 2,000 users, 12 models,
--- 40 cost centers. Run through psql after `modelgate migrate`:
+-- 40 cost centers, plus their daily rollup. Run through psql after
+-- `modelgate migrate`:
 --   psql -v rows=10000000 -v month=2025-01 -f bench/ledger_gen.sql
 -- SPDX-License-Identifier: Apache-2.0
 \if :{?rows}
@@ -42,3 +43,7 @@ SELECT request_id, ts FROM usage_events
 WHERE ts >= (SELECT t0 FROM bench_params) AND request_id LIKE 'bench-%'
 ON CONFLICT DO NOTHING;
 VACUUM ANALYZE usage_events;
+-- The rows above bypassed the shipper, so build the month's daily rollup
+-- from them (what migration 0002 does for rows that predate it).
+SELECT usage_rollup_rebuild((:'month' || '-01')::date, ((:'month' || '-01')::date + interval '1 month')::date);
+VACUUM ANALYZE usage_rollup_daily;

@@ -6,7 +6,9 @@
  *   modelgate usage export --month YYYY-MM -o FILE.csv
  *   modelgate usage drop --month YYYY-MM --confirm
  *
- * A report is one GROUP BY over usage_events (one scan); the totals row is
+ * A report is one GROUP BY over usage_rollup_daily (daily sums kept exact by
+ * the shipper) when it groups and filters only on the rollup's dimensions,
+ * else over usage_events (one scan); the totals row is
  * the exact sum of the groups, computed in C with integers (cost in units of
  * 1e-10 USD), so rows and totals always agree. Sums are PostgreSQL numeric
  * printed as PostgreSQL prints them: nothing passes through a double.
@@ -28,25 +30,27 @@
 
 typedef struct gkey {
     const char *name;
-    const char *expr;  /* grouped / filtered on (cheap per row) */
+    const char *expr;  /* grouped / filtered on in usage_events (cheap per row) */
+    const char *roll;  /* the same over usage_rollup_daily; NULL: not a rollup dimension */
     bool group;        /* usable in --group-by (all are usable in --filter) */
     const char *fmt;   /* printf format turning the grouped value g into text, once per group */
 } gkey;
 
 static const gkey KEYS[] = {
-    {"user", "coalesce(email, subject)", true, NULL},
-    {"role", "roles", true, NULL},
-    {"model", "model", true, NULL},
-    {"provider", "provider", true, NULL},
-    {"day", "(ts AT TIME ZONE 'UTC')::date", true, "%s::text"},
-    {"month", "date_trunc('month', ts AT TIME ZONE 'UTC')", true, "to_char(%s, 'YYYY-MM')"},
-    {"cost_center", "cost_center", true, NULL},
-    {"key", "key_id", true, NULL},
-    {"served_model", "served_model", false, NULL},
-    {"upstream_model", "upstream_model", false, NULL},
-    {"status", "status::text", false, NULL},
-    {"email", "email", false, NULL},
-    {"subject", "subject", false, NULL},
+    {"user", "coalesce(email, subject)", "coalesce(email, subject)", true, NULL},
+    {"role", "roles", "roles", true, NULL},
+    {"model", "model", "model", true, NULL},
+    {"provider", "provider", "provider", true, NULL},
+    {"day", "(ts AT TIME ZONE 'UTC')::date", "day", true, "%s::text"},
+    {"month", "date_trunc('month', ts AT TIME ZONE 'UTC')", "date_trunc('month', day::timestamp)", true,
+     "to_char(%s, 'YYYY-MM')"},
+    {"cost_center", "cost_center", "cost_center", true, NULL},
+    {"key", "key_id", "key_id", true, NULL},
+    {"served_model", "served_model", NULL, false, NULL},
+    {"upstream_model", "upstream_model", NULL, false, NULL},
+    {"status", "status::text", NULL, false, NULL},
+    {"email", "email", "email", false, NULL},
+    {"subject", "subject", "subject", false, NULL},
 };
 
 static const gkey *find_key(const char *name, bool group)
@@ -228,6 +232,33 @@ static void out_table(mg_buf *b, const mg_usage_report_params *p, PGresult *rows
 static const char METRIC_SQL[] =
     "count(*) AS n, coalesce(sum(prompt_tokens), 0) AS pt, coalesce(sum(completion_tokens), 0) AS ct,"
     " coalesce(sum(prompt_tokens + completion_tokens), 0) AS tt, coalesce(sum(cost_usd), 0) AS cost";
+static const char ROLL_METRIC_SQL[] =
+    "coalesce(sum(requests), 0) AS n, coalesce(sum(prompt_tokens), 0) AS pt,"
+    " coalesce(sum(completion_tokens), 0) AS ct,"
+    " coalesce(sum(prompt_tokens + completion_tokens), 0) AS tt, coalesce(sum(cost_usd), 0) AS cost";
+
+/* The daily rollup answers a report when every group-by and filter key is
+ * one of its dimensions: the date range is whole UTC days, so summing the
+ * days' rows gives exactly what summing the events would. Anything else
+ * scans usage_events. MODELGATE_USAGE_NO_ROLLUP=1 forces the scan (for
+ * checking one against the other). */
+static bool use_rollup(const mg_usage_report_params *p)
+{
+    const char *off = getenv("MODELGATE_USAGE_NO_ROLLUP");
+    if (off && *off && strcmp(off, "0") != 0)
+        return false;
+    for (size_t g = 0; g < p->ngroup; g++) {
+        const gkey *k = find_key(p->group_by[g], true);
+        if (k == NULL || k->roll == NULL)
+            return false;
+    }
+    for (size_t i = 0; i < p->nfilter; i++) {
+        const gkey *k = find_key(p->filter_field[i], false);
+        if (k == NULL || k->roll == NULL)
+            return false;
+    }
+    return true;
+}
 
 static PGresult *run(PGconn *c, const char *sql, int n, const char *const *v, char *err, size_t errsz)
 {
@@ -263,17 +294,22 @@ mg_rc mg_usage_report_query(const char *conninfo, const mg_usage_report_params *
     days_to_date(dto + 1, to_excl);
     params[0] = from;
     params[1] = to_excl;
-    mg_buf_append_str(&where, " FROM usage_events WHERE ts >= ($1::date::timestamp AT TIME ZONE 'UTC')"
-                              " AND ts < ($2::date::timestamp AT TIME ZONE 'UTC')");
+    bool roll = use_rollup(p);
+    if (roll)
+        mg_buf_append_str(&where, " FROM usage_rollup_daily WHERE day >= $1::date AND day < $2::date");
+    else
+        mg_buf_append_str(&where, " FROM usage_events WHERE ts >= ($1::date::timestamp AT TIME ZONE 'UTC')"
+                                  " AND ts < ($2::date::timestamp AT TIME ZONE 'UTC')");
     for (size_t i = 0; i < p->nfilter; i++) {
         const gkey *k = find_key(p->filter_field[i], false);
         if (k == NULL) {
             snprintf(err, errsz, "unknown filter field \"%s\"", p->filter_field[i]);
             goto bad;
         }
+        const char *expr = roll ? k->roll : k->expr;
         mg_buf_append_str(&where, " AND ");
-        if (k->fmt) mg_buf_printf(&where, k->fmt, k->expr);   /* compare as displayed */
-        else mg_buf_append_str(&where, k->expr);
+        if (k->fmt) mg_buf_printf(&where, k->fmt, expr);   /* compare as displayed */
+        else mg_buf_append_str(&where, expr);
         mg_buf_printf(&where, " = $%zu", i + 3);
         params[i + 2] = p->filter_value[i];
     }
@@ -297,14 +333,14 @@ mg_rc mg_usage_report_query(const char *conninfo, const mg_usage_report_params *
                 mg_buf_free(&outer);
                 goto bad;
             }
-        mg_buf_printf(&sql, "%s AS g%zu, ", k->expr, g);
+        mg_buf_printf(&sql, "%s AS g%zu, ", roll ? k->roll : k->expr, g);
         char col[32];   /* "g" + any size_t */
         snprintf(col, sizeof col, "g%zu", g);
         if (k->fmt) mg_buf_printf(&outer, k->fmt, col);
         else mg_buf_append_str(&outer, col);
         mg_buf_append_str(&outer, ", ");
     }
-    mg_buf_append_str(&sql, METRIC_SQL);
+    mg_buf_append_str(&sql, roll ? ROLL_METRIC_SQL : METRIC_SQL);
     mg_buf_append(&sql, where.p, where.len);
     if (p->ngroup) {
         mg_buf_append_str(&sql, " GROUP BY ");
@@ -749,6 +785,12 @@ static int cli_drop(int argc, char **argv, const mg_config *cfg)
     if (ok) {
         r = PQexecParams(c, "DELETE FROM usage_request_ids WHERE ts >= ($1::timestamp AT TIME ZONE 'UTC')"
                             " AND ts < ($2::timestamp AT TIME ZONE 'UTC')", 2, NULL, dv, NULL, NULL, 0);
+        ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+    }
+    if (ok) {   /* the month's report must now say 0, as the events do */
+        r = PQexecParams(c, "DELETE FROM usage_rollup_daily WHERE day >= $1::date AND day < $2::date",
+                         2, NULL, dv, NULL, NULL, 0);
         ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
         PQclear(r);
     }

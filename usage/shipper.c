@@ -3,7 +3,8 @@
  * One thread, one libpq connection, never touched by workers. Each round it
  * reads records from the checkpoint on (at most 1000 or 8 MiB), COPYs them
  * into a temp table and moves them into usage_events in one statement whose
- * dedup key is usage_request_ids.request_id (ON CONFLICT DO NOTHING), commits,
+ * dedup key is usage_request_ids.request_id (ON CONFLICT DO NOTHING) and
+ * which adds exactly the inserted rows to usage_rollup_daily, commits,
  * and only then rewrites the checkpoint file (write tmp, fsync, rename, fsync
  * dir). A crash between commit and checkpoint replays the batch; the dedup
  * table makes the replay a no-op, so nothing is counted twice. A row the
@@ -320,7 +321,27 @@ static const char MOVE_SQL_HEAD[] =
     " ON CONFLICT DO NOTHING RETURNING request_id),"
     " ins AS (INSERT INTO usage_events (";
 
-static char move_sql[2048];
+/* The rollup is fed from `ins`, i.e. only the rows this statement really
+ * inserted, with their values as stored (cost already rounded to
+ * numeric(20,10)): a replay inserts nothing and adds nothing, so
+ * usage_rollup_daily always sums to exactly usage_events. Groups are
+ * upserted in key order so two shippers updating the same rows cannot
+ * deadlock each other. */
+#define ROLLUP_KEYS "ts, subject, email, roles, key_id, cost_center, model, provider"
+static const char MOVE_SQL_TAIL[] =
+    ", roll AS (INSERT INTO usage_rollup_daily AS r (day, subject, email, roles, key_id, cost_center,"
+    " model, provider, requests, prompt_tokens, completion_tokens, cost_usd)"
+    " SELECT (ts AT TIME ZONE 'UTC')::date, subject, email, roles, key_id, cost_center, model, provider,"
+    " count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
+    " FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+    " ON CONFLICT (day, subject, email, roles, key_id, cost_center, model, provider) DO UPDATE SET"
+    " requests = r.requests + EXCLUDED.requests,"
+    " prompt_tokens = r.prompt_tokens + EXCLUDED.prompt_tokens,"
+    " completion_tokens = r.completion_tokens + EXCLUDED.completion_tokens,"
+    " cost_usd = r.cost_usd + EXCLUDED.cost_usd RETURNING 1)"
+    " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM roll)";
+
+static char move_sql[4096];
 
 static void build_move_sql(void)
 {
@@ -337,9 +358,12 @@ static void build_move_sql(void)
         sel[n++] = *p++;
     }
     sel[n] = '\0';
-    snprintf(move_sql, sizeof move_sql,
-             "%s%s) SELECT%s FROM src JOIN ids USING (request_id) RETURNING 1) SELECT count(*) FROM ins",
-             MOVE_SQL_HEAD, COLS, sel);
+    int len = snprintf(move_sql, sizeof move_sql,
+                       "%s%s) SELECT%s FROM src JOIN ids USING (request_id) RETURNING %s)%s",
+                       MOVE_SQL_HEAD, COLS, sel, ROLLUP_KEYS ", prompt_tokens, completion_tokens, cost_usd",
+                       MOVE_SQL_TAIL);
+    if (len < 0 || (size_t)len >= sizeof move_sql)
+        abort();   /* a programming error: the constant SQL outgrew its buffer */
 }
 
 static void copy_escape(mg_buf *b, const char *p, size_t n)
@@ -668,7 +692,8 @@ static bool ship_batch(shipper *S)
     mg_buf err = {0};
     int rc = ship_bulk(S, &inserted, state, &err);
     if (rc < 0)
-        mg_log_warn("usage shipper: batch failed (%s), will retry: %s", state, err.p ? err.p : "?");
+        mg_log_warn("usage shipper: batch failed (%s), will retry: %s%s", state, err.p ? err.p : "?",
+                    strcmp(state, "42P01") == 0 ? " (schema out of date: run `modelgate migrate`)" : "");
     mg_buf_free(&err);
     if (rc < 0)
         goto fail;

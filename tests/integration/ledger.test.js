@@ -2,7 +2,8 @@
 // journal -> shipper -> rows exactly once (SIGKILL after answering, a kill
 // between commit and checkpoint, random kill -9 while shipping), DB down at
 // start, a bad row in a batch, a torn journal tail, reports and CSV, export,
-// drop and reconcile. Drives tests/usage/ledger_driver (journal + shipper +
+// drop and reconcile; the daily rollup equals a scan of the events for every
+// report format and stays exact through replays. Drives tests/usage/ledger_driver (journal + shipper +
 // CLI functions linked without the gateway).
 //
 // SPDX-License-Identifier: Apache-2.0
@@ -227,6 +228,94 @@ describe('usage ledger (real PostgreSQL)', { skip: !pgl.available() && 'PostgreS
     assert.equal(baddate.code, 1);
   });
 
+  it('rollup: every report format equals SELECT ... FROM usage_events GROUP BY (many group-bys and filters)', async () => {
+    // 3000 records 41.7 min apart: June..August 2025, NULL e-mails / cost centers / key ids
+    const w = await run(['write', '3000', '--prefix', 'roll', '--month', '2025-06', '--step-ms', '2500000', '--varied', '--workers', '3']);
+    assert.equal(w.code, 0, w.stderr);
+    assert.equal(count('roll'), 3000);
+    const RAW = {
+      user: 'coalesce(email, subject)', role: 'roles', model: 'model', provider: 'provider',
+      day: "((ts AT TIME ZONE 'UTC')::date)::text", month: "to_char(date_trunc('month', ts AT TIME ZONE 'UTC'), 'YYYY-MM')",
+      cost_center: 'cost_center', key: 'key_id', status: 'status::text', served_model: 'served_model', email: 'email',
+    };
+    const q = (v) => `'${v.replace(/'/g, "''")}'`;
+    const expected = (from, to, groups, filters) => {
+      const sel = groups.map((g) => RAW[g]);
+      const where = [`ts >= '${from}T00:00:00Z'`, `ts < ('${to}'::date + 1)::timestamp AT TIME ZONE 'UTC'`]
+        .concat(filters.map(([k, v]) => `${RAW[k]} = ${q(v)}`));
+      const sql = `SELECT ${sel.concat(['count(*)', 'coalesce(sum(prompt_tokens), 0)', 'coalesce(sum(completion_tokens), 0)',
+        'coalesce(sum(prompt_tokens + completion_tokens), 0)', 'coalesce(sum(cost_usd), 0)::numeric(30,10)']).join(', ')}
+        FROM usage_events WHERE ${where.join(' AND ')}
+        ${groups.length ? `GROUP BY ${groups.map((_, i) => i + 1).join(', ')} ORDER BY ${groups.map((_, i) => i + 1).join(', ')}` : ''}`;
+      return pg.sql(sql).split('\n').filter((l) => l !== '').map((l) => l.split('|'));
+    };
+    const csvField = (v) => (/[,"\r\n]/.test(v) || /^ | $/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+    const cases = [
+      [[], []], [['user'], []], [['role'], []], [['model'], []], [['provider'], []], [['day'], []],
+      [['month'], []], [['cost_center'], []], [['key'], []], [['model', 'day'], []],
+      [['user', 'role', 'key'], []], [['cost_center', 'month', 'provider'], []],
+      [['day'], [['user', 'alice@example.com']]], [['month', 'role'], [['cost_center', 'cc-1'], ['provider', 'other']]],
+      [['model'], [['email', 'bob@example.com']]],
+      // not rollup dimensions: these scan usage_events
+      [['model'], [['status', '200']]], [['user'], [['served_model', 'claude-test']]],
+    ];
+    let groupsSeen = 0;
+    for (const [from, to] of [['2025-06-01', '2025-08-31'], ['2025-06-15', '2025-07-03'], ['2025-07-31', '2025-07-31']]) {
+      for (const [groups, filters] of cases) {
+        const args = ['usage', '--from', from, '--to', to];
+        if (groups.length) args.push('--group-by', groups.join(','));
+        for (const [k, v] of filters) args.push('--filter', `${k}=${v}`);
+        const exp = expected(from, to, groups, filters);
+        const what = `${from}..${to} by [${groups}] where ${JSON.stringify(filters)}`;
+        groupsSeen += exp.length;
+        // CSV: byte for byte what SQL says
+        const csv = await run([...args, '--format', 'csv']);
+        assert.equal(csv.code, 0, csv.stderr);
+        const want = [groups.concat(['requests', 'prompt_tokens', 'completion_tokens', 'total_tokens', 'cost_usd']).join(',')]
+          .concat(exp.map((r) => r.map(csvField).join(',')));
+        assert.deepEqual(csv.stdout.trimEnd().split('\n'), want, `csv ${what}`);
+        // the same report forced through the event scan is identical
+        const scan = await run([...args, '--format', 'csv'], { env: { MODELGATE_USAGE_NO_ROLLUP: '1' } });
+        assert.equal(scan.stdout, csv.stdout, `rollup vs scan ${what}`);
+        // JSON: rows and exact decimal totals
+        const js = await run([...args, '--format', 'json']);
+        assert.equal(js.code, 0, js.stderr);
+        const doc = JSON.parse(js.stdout);
+        assert.equal(doc.rows.length, groups.length ? exp.length : 1, `json rows ${what}`);
+        doc.rows.forEach((row, i) => {
+          groups.forEach((g, k) => assert.equal(row[g], exp[i][k] === '' ? null : exp[i][k], `json ${what} row ${i} ${g}`));
+          const m = exp[i].slice(groups.length);
+          assert.deepEqual([row.requests, row.prompt_tokens, row.completion_tokens, row.total_tokens], m.slice(0, 4).map(Number), `json ${what} row ${i}`);
+        });
+        const tot = pg.sql(`SELECT count(*) || '|' || coalesce(sum(prompt_tokens), 0) || '|' || coalesce(sum(cost_usd), 0)::numeric(30,10) FROM usage_events
+          WHERE ts >= '${from}T00:00:00Z' AND ts < ('${to}'::date + 1)::timestamp AT TIME ZONE 'UTC'
+          ${filters.map(([k, v]) => ` AND ${RAW[k]} = ${q(v)}`).join('')}`).split('|');
+        assert.equal(doc.totals.requests, Number(tot[0]), `json totals ${what}`);
+        assert.equal(doc.totals.prompt_tokens, Number(tot[1]), `json totals ${what}`);
+        assert.equal(js.stdout.match(/"totals":\{.*"cost_usd":([0-9.]+)\}/)[1], tot[2], `json exact cost total ${what}`);
+        // table: rows as SQL (NULL shown as -), TOTAL row
+        const tb = await run(args);
+        assert.equal(tb.code, 0, tb.stderr);
+        const lines = tb.stdout.trimEnd().split('\n').map((l) => l.trim().split(/\s+/));
+        const body = lines.slice(1, groups.length ? -1 : undefined);
+        assert.deepEqual(body, exp.map((r) => r.map((v, k) => (k < groups.length && v === '' ? '-' : v))), `table ${what}`);
+        if (groups.length) assert.deepEqual(lines[lines.length - 1], ['TOTAL', tot[0]].concat(lines[lines.length - 1].slice(2)), `table total ${what}`);
+        if (groups.length) assert.equal(lines[lines.length - 1].pop(), tot[2], `table cost total ${what}`);
+      }
+    }
+    assert.ok(groupsSeen > 500, `the cases cover many groups (${groupsSeen})`);
+
+    // The rollup really is what answers: skew it and the rollup-only reports move ...
+    pg.sql("UPDATE usage_rollup_daily SET requests = requests + 1 WHERE day >= '2025-06-01' AND day < '2025-09-01'");
+    const skewed = await run(['usage', '--from', '2025-06-01', '--to', '2025-08-31', '--format', 'csv']);
+    const scanned = await run(['usage', '--from', '2025-06-01', '--to', '2025-08-31', '--format', 'csv'], { env: { MODELGATE_USAGE_NO_ROLLUP: '1' } });
+    assert.notEqual(skewed.stdout, scanned.stdout, 'the report read the rollup');
+    // ... and usage_rollup_rebuild() puts it back exactly
+    pg.sql("SELECT usage_rollup_rebuild('2025-06-01', '2025-09-01')");
+    const fixed = await run(['usage', '--from', '2025-06-01', '--to', '2025-08-31', '--format', 'csv']);
+    assert.equal(fixed.stdout, scanned.stdout);
+  });
+
   it('reconcile: client ids vs ledger, missing and extra', async () => {
     await run(['write', '50', '--prefix', 'rec', '--month', '2025-05']);
     const ids = path.join(tmp, 'ids.txt');
@@ -256,5 +345,21 @@ describe('usage ledger (real PostgreSQL)', { skip: !pgl.available() && 'PostgreS
     assert.equal(pg.sql("SELECT to_regclass('usage_events_2024_01') IS NULL"), 't');
     const cur = new Date().toISOString().slice(0, 7);
     assert.equal((await run(['usage', 'drop', '--month', cur, '--confirm'])).code, 1, 'never the current month');
+  });
+
+  it('after replays, kills, dead letters and a dropped month the rollup still sums to exactly the events', () => {
+    const KEY = "(ts AT TIME ZONE 'UTC')::date, subject, email, roles, key_id, cost_center, model, provider";
+    const diff = pg.sql(`
+      WITH ev AS (SELECT ${KEY}, count(*) AS n, sum(prompt_tokens) AS pt, sum(completion_tokens) AS ct, sum(cost_usd) AS c
+                  FROM usage_events GROUP BY 1, 2, 3, 4, 5, 6, 7, 8),
+           ro AS (SELECT day, subject, email, roles, key_id, cost_center, model, provider,
+                         requests AS n, prompt_tokens AS pt, completion_tokens AS ct, cost_usd AS c FROM usage_rollup_daily)
+      SELECT (SELECT count(*) FROM (TABLE ev EXCEPT TABLE ro) a) || ' ' || (SELECT count(*) FROM (TABLE ro EXCEPT TABLE ev) b)
+             || ' ' || (SELECT count(*) FROM ev)`).split(' ').map(Number);
+    assert.equal(diff[0], 0, 'every event group is in the rollup with the same sums');
+    assert.equal(diff[1], 0, 'the rollup has nothing the events do not');
+    assert.ok(diff[2] > 100, `many groups compared (${diff[2]})`);
+    assert.equal(pg.sql("SELECT count(*) FROM usage_rollup_daily WHERE day >= '2024-01-01' AND day < '2024-02-01'"), '0',
+      'the dropped month left no rollup rows');
   });
 });

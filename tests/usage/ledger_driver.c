@@ -3,6 +3,9 @@
  *
  *   ledger_driver write N [--prefix P] [--workers W] [--month YYYY-MM]
  *                 [--bad-every K] [--exit-now] [--wait-ms T]
+ *                 [--step-ms S] [--varied]
+ *       (records S ms apart, default 1000; --varied adds NULL e-mails and
+ *       cost centers and a second provider, for the report tests)
  *   ledger_driver ship [--wait-ms T]        ship what the journal holds, then stop
  *   ledger_driver migrate ARGS...           mg_cli_migrate
  *   ledger_driver usage ARGS...             mg_cli_usage
@@ -84,7 +87,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ledger_driver: unknown command %s\n", argv[1]);
         return 1;
     }
-    long long count = 0, workers = 2, bad_every = 0, wait_ms = 30000;
+    long long count = 0, workers = 2, bad_every = 0, wait_ms = 30000, step_ms = 1000;
+    bool varied = false;
     const char *prefix = "req", *month = NULL;
     bool exit_now = false;
     int i = 2;
@@ -100,6 +104,8 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--month") == 0) { month = v; i++; }
         else if (strcmp(a, "--bad-every") == 0) { bad_every = num(v); i++; }
         else if (strcmp(a, "--wait-ms") == 0) { wait_ms = num(v); i++; }
+        else if (strcmp(a, "--step-ms") == 0) { step_ms = num(v); i++; }
+        else if (strcmp(a, "--varied") == 0) varied = true;
         else if (strcmp(a, "--exit-now") == 0) exit_now = true;
         else { fprintf(stderr, "ledger_driver: unexpected %s\n", a); return 1; }
     }
@@ -124,7 +130,7 @@ int main(int argc, char **argv)
         snprintf(id, sizeof id, "%s-%lld", prefix, n);
         mg_usage_event ev = {
             .request_id = id,
-            .ts_ms = base_ms + n * 1000,   /* one second apart: within a month for < 2.5M records */
+            .ts_ms = base_ms + n * step_ms,   /* default 1 s apart: within a month for < 2.5M records */
             .subject = users[n % 3],
             .email = users[n % 3],
             .roles = roles[n % 3],
@@ -143,6 +149,12 @@ int main(int argc, char **argv)
             .stream = n % 5 == 0,
             .decision = "[\"allow\"]",
         };
+        if (varied) {
+            if (n % 7 == 6) ev.email = NULL;        /* user falls back to the subject */
+            if (n % 5 == 4) ev.cost_center = NULL;
+            if (n % 3 == 1) ev.provider = "other";
+            ev.prompt_tokens += n % 1013;           /* many distinct costs */
+        }
         ev.cost_usd = ((double)ev.prompt_tokens * 2.5 + (double)ev.completion_tokens * 10) / 1e6;
         if (bad_every && n % bad_every == bad_every - 1)
             ev.prompt_tokens = -1;   /* violates a CHECK: PostgreSQL rejects this row */
