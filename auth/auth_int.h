@@ -120,6 +120,9 @@ void mg_auth_keys_shutdown(void);
 /* libpq helpers with a deadline (keys_db.c). */
 typedef struct pg_conn PGconn;
 PGconn *mg_auth_db_connect(const char *url, char *err, size_t errsz);
+/* A pool thread's own database connections, closed when the thread ends. */
+void mg_auth_keys_thread_done(void);
+void mg_auth_sso_thread_done(void);
 
 
 /* ---- API keys in the database (keys_store.c; blocking) -------------------- */

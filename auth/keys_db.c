@@ -114,6 +114,8 @@ static void conn_drop(void)
     tl_conn = NULL;
 }
 
+void mg_auth_keys_thread_done(void) { conn_drop(); }
+
 /* Runs one parameterised statement with a deadline. A hung server (SIGSTOP,
  * lost network) costs at most QUERY_TIMEOUT_MS, then the connection is
  * dropped. NULL on any failure. */

@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: Apache-2.0
  */
 #include "pool.h"
+#include "auth_int.h"
 
 #include "gateway/log.h"
 #include "gateway/server.h"
@@ -97,6 +98,8 @@ static void *pool_main(void *arg)
         p->running--;
     }
     pthread_mutex_unlock(&p->mu);
+    mg_auth_keys_thread_done();
+    mg_auth_sso_thread_done();
     return NULL;
 }
 

@@ -865,6 +865,12 @@ void mg_auth_sso_login(mg_req *req)
 
 static _Thread_local PGconn *tl_conn;
 
+void mg_auth_sso_thread_done(void)
+{
+    PQfinish(tl_conn);
+    tl_conn = NULL;
+}
+
 /* One statement with a deadline on a pool thread; NULL on any failure. */
 static PGresult *db_query(const char *url, const char *sql, int n, const char *const *params)
 {
