@@ -34,8 +34,6 @@
 #include <unistd.h>
 
 static _Atomic(mg_policy *) g_cur;
-static atomic_uint g_epoch;
-static atomic_uint g_readers[2];
 static _Atomic int64_t g_version;
 static atomic_bool g_connected;
 
@@ -48,27 +46,29 @@ static struct {
     pthread_mutex_t publish_mu;  /* one writer at a time */
 } S = {.wake = {-1, -1}, .publish_mu = PTHREAD_MUTEX_INITIALIZER};
 
+/* A plain mutex: one uncontended lock per request is cheaper than being
+ * clever, and an epoch scheme with two reader counters let a reader that
+ * registered under an old epoch take a reference to a policy already freed
+ * by the second of two quick publishes. */
+static pthread_mutex_t cur_mu = PTHREAD_MUTEX_INITIALIZER;
+
 mg_policy *mg_policy_current(void)
 {
-    unsigned e = atomic_load(&g_epoch) & 1;
-    atomic_fetch_add(&g_readers[e], 1);
+    pthread_mutex_lock(&cur_mu);
     mg_policy *p = atomic_load(&g_cur);
     if (p)
         mg_policy_ref(p);
-    atomic_fetch_sub(&g_readers[e], 1);
+    pthread_mutex_unlock(&cur_mu);
     return p;
 }
 
 /* Takes ownership of p (may be NULL: unpublish). */
 static void publish(mg_policy *p, int64_t version)
 {
-    pthread_mutex_lock(&S.publish_mu);
+    pthread_mutex_lock(&cur_mu);
     mg_policy *old = atomic_exchange(&g_cur, p);
     atomic_store(&g_version, version);
-    unsigned e = atomic_fetch_add(&g_epoch, 1) & 1;
-    while (atomic_load(&g_readers[e]) != 0)
-        sched_yield();
-    pthread_mutex_unlock(&S.publish_mu);
+    pthread_mutex_unlock(&cur_mu);
     if (old)
         mg_policy_unref(old);
 }

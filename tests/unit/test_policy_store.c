@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 T_TEST(etag_is_content_hash)
@@ -188,6 +189,10 @@ T_TEST(current_under_concurrent_swaps)
     mg_log_set_level(MG_LOG_ERROR);   /* each start says "no database" */
     for (int i = 0; i < 4; i++)
         pthread_create(&t[i], NULL, reader, NULL);
+    mg_policy_store_start(&cfg, &errs);
+    while (atomic_load(&reads) == 0)   /* the readers are really running */
+        sched_yield();
+    mg_policy_store_stop();
     /* every start publishes a new policy and every stop drops it while the
      * readers keep taking references */
     for (int i = 0; i < 2000; i++) {
