@@ -29,7 +29,7 @@ all: $(B)/modelgate
 $(B)/modelgate: $(OBJ)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/obj/%.o: %.c $(wildcard gateway/*.h auth/*.h policy/*.h adapters/*.h)
+$(B)/obj/%.o: %.c $(wildcard gateway/*.h auth/*.h policy/*.h adapters/*.h usage/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
