@@ -56,10 +56,58 @@ static bool query_get(mg_str q, const char *name, char *out, size_t outsz)
     return false;
 }
 
+/* ---------------------------------------------------------------- jobs */
+
+/* Every admin call runs as a job on the blocking pool: `run` there, then
+ * `respond` back on the request's loop (skipped if the client left first),
+ * then `destroy`. Each job struct starts with this header. */
+typedef struct admin_job admin_job;
+struct admin_job {
+    mg_req *req;                   /* NULL once the request went away */
+    void (*run)(admin_job *j);
+    void (*respond)(admin_job *j, mg_req *req);
+    void (*destroy)(admin_job *j);
+};
+
+static void job_run(void *arg)
+{
+    admin_job *j = arg;
+    j->run(j);
+}
+
+static void job_done(void *arg)
+{
+    admin_job *j = arg;
+    mg_req *req = j->req;
+    if (req != NULL) {
+        req->job = NULL;
+        j->respond(j, req);
+    }
+    j->destroy(j);
+}
+
+static void job_orphan(void *arg) { ((admin_job *)arg)->req = NULL; }
+
+/* Hands j to the pool and parks the request; on failure destroys j and
+ * answers 503 with busy_msg. */
+static mg_stage_rc job_start(mg_req *req, admin_job *j, const char *busy_msg)
+{
+    j->req = req;
+    if (mg_tpool_submit(mg_server_tpool(), req->worker, job_run, job_done, j) != MG_OK) {
+        j->req = NULL;
+        j->destroy(j);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", busy_msg, 1);
+        return MG_STAGE_RESPONDED;
+    }
+    req->job = j;
+    req->job_orphan = job_orphan;
+    return MG_STAGE_PARKED;
+}
+
 /* ---------------------------------------------------------------- usage */
 
 typedef struct usage_job {
-    mg_req *req;                   /* NULL once the request went away */
+    admin_job base;                /* first: the pool sees an admin_job */
     char *conninfo;
     char from[16], to[16], group[256], fmt[8];
     char filters[6][128];
@@ -71,28 +119,23 @@ typedef struct usage_job {
 
 static const char *const usage_filter_keys[6] = {"user", "role", "model", "provider", "cost_center", "key"};
 
-static void usage_job_free(usage_job *j)
+static void usage_job_free(admin_job *base)
 {
+    usage_job *j = (usage_job *)base;
     free(j->conninfo);
     mg_buf_free(&j->out);
     free(j);
 }
 
-static void usage_job_run(void *arg)
+static void usage_job_run(admin_job *base)
 {
-    usage_job *j = arg;
+    usage_job *j = (usage_job *)base;
     j->rc = mg_usage_report_query(j->conninfo, &j->params, &j->out, j->err, sizeof(j->err));
 }
 
-static void usage_job_done(void *arg)
+static void usage_job_respond(admin_job *base, mg_req *req)
 {
-    usage_job *j = arg;
-    mg_req *req = j->req;
-    if (req == NULL) {             /* orphaned: the client left */
-        usage_job_free(j);
-        return;
-    }
-    req->job = NULL;
+    usage_job *j = (usage_job *)base;
     if (j->rc == MG_OK) {
         bool csv = j->params.format == MG_USAGE_CSV;
         mg_req_respond(req, 200, csv ? "text/csv; charset=utf-8" : "application/json", j->out.p ? j->out.p : "",
@@ -103,10 +146,7 @@ static void usage_job_done(void *arg)
         mg_req_respond_error(req, 503, "server_error", "database_unavailable",
                              "the usage database is unavailable; try again", 5);
     }
-    usage_job_free(j);
 }
-
-static void usage_job_orphan(void *arg) { ((usage_job *)arg)->req = NULL; }
 
 static mg_stage_rc admin_usage(mg_req *req)
 {
@@ -127,9 +167,10 @@ static mg_stage_rc admin_usage(mg_req *req)
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
+    j->base = (admin_job){.run = usage_job_run, .respond = usage_job_respond, .destroy = usage_job_free};
     mg_str q = req->http->query;
     if (!query_get(q, "from", j->from, sizeof(j->from)) || !query_get(q, "to", j->to, sizeof(j->to))) {
-        usage_job_free(j);
+        usage_job_free(&j->base);
         mg_req_respond_error(req, 400, "invalid_request_error", "invalid_report",
                              "from and to (YYYY-MM-DD) are required", 0);
         return MG_STAGE_RESPONDED;
@@ -141,7 +182,7 @@ static mg_stage_rc admin_usage(mg_req *req)
         if (strcmp(j->fmt, "csv") == 0)
             j->params.format = MG_USAGE_CSV;
         else if (strcmp(j->fmt, "json") != 0) {
-            usage_job_free(j);
+            usage_job_free(&j->base);
             mg_req_respond_error(req, 400, "invalid_request_error", "invalid_report",
                                  "format must be json or csv", 0);
             return MG_STAGE_RESPONDED;
@@ -165,17 +206,7 @@ static mg_stage_rc admin_usage(mg_req *req)
             j->params.filter_value[j->params.nfilter++] = j->filters[i];
         }
     }
-    j->req = req;
-    mg_rc rc = mg_tpool_submit(mg_server_tpool(), req->worker, usage_job_run, usage_job_done, j);
-    if (rc != MG_OK) {
-        usage_job_free(j);
-        mg_req_respond_error(req, 503, "server_error", "overloaded",
-                             "too many reports are running; try again", 1);
-        return MG_STAGE_RESPONDED;
-    }
-    req->job = j;
-    req->job_orphan = usage_job_orphan;
-    return MG_STAGE_PARKED;
+    return job_start(req, &j->base, "too many reports are running; try again");
 }
 
 /* ---------------------------------------------------------------- policy */
@@ -184,7 +215,7 @@ static mg_stage_rc admin_usage(mg_req *req)
  * answers (blocking, database) on a pool thread; permissions are checked
  * there from the list copied here. */
 typedef struct policy_job {
-    mg_req *req;                   /* NULL once the request went away */
+    admin_job base;                /* first: the pool sees an admin_job */
     char *conninfo, *method, *path, *query, *body, *if_match, *actor;
     size_t body_len;
     char *perms[8];
@@ -193,8 +224,9 @@ typedef struct policy_job {
     mg_rc rc;
 } policy_job;
 
-static void policy_job_free(policy_job *j)
+static void policy_job_free(admin_job *base)
 {
+    policy_job *j = (policy_job *)base;
     free(j->conninfo);
     free(j->method);
     free(j->path);
@@ -216,9 +248,9 @@ static bool job_can(const policy_job *j, const char *perm)
     return false;
 }
 
-static void policy_job_run(void *arg)
+static void policy_job_run(admin_job *base)
 {
-    policy_job *j = arg;
+    policy_job *j = (policy_job *)base;
     if (strncmp(j->path, "/admin/v1/keys", 14) == 0) {
         j->rc = mg_auth_keys_admin(j->conninfo, j->method, j->path, j->body, j->body_len,
                                    job_can(j, "keys:read"), job_can(j, "keys:write"), j->actor, &j->reply);
@@ -229,15 +261,9 @@ static void policy_job_run(void *arg)
                                    &j->reply);
 }
 
-static void policy_job_done(void *arg)
+static void policy_job_respond(admin_job *base, mg_req *req)
 {
-    policy_job *j = arg;
-    mg_req *req = j->req;
-    if (req == NULL) {
-        policy_job_free(j);
-        return;
-    }
-    req->job = NULL;
+    policy_job *j = (policy_job *)base;
     if (j->rc != MG_OK) {
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
     } else {
@@ -251,10 +277,7 @@ static void policy_job_done(void *arg)
         mg_req_respond(req, j->reply.status, j->reply.content_type ? j->reply.content_type : "application/json",
                        j->reply.body.p ? j->reply.body.p : "", j->reply.body.len, extra[0] ? extra : NULL);
     }
-    policy_job_free(j);
 }
-
-static void policy_job_orphan(void *arg) { ((policy_job *)arg)->req = NULL; }
 
 static char *dup_str(mg_str s) { return s.p ? strndup(s.p, s.n) : NULL; }
 
@@ -271,6 +294,7 @@ static mg_stage_rc admin_policy(mg_req *req)
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
+    j->base = (admin_job){.run = policy_job_run, .respond = policy_job_respond, .destroy = policy_job_free};
     const mg_http_header *im = mg_http_header_get(req->http, "if-match");
     const mg_principal *p = &req->principal;
     char actor[256];
@@ -290,17 +314,12 @@ static mg_stage_rc admin_policy(mg_req *req)
     size_t np = p->master ? MG_ARRAY_LEN(all) : p->npermissions;
     for (size_t i = 0; i < np && i < MG_ARRAY_LEN(j->perms); i++)
         j->perms[j->nperms++] = strdup(perms[i]);
-    j->req = req;
-    if (j->conninfo == NULL || j->method == NULL || j->path == NULL || j->actor == NULL ||
-        mg_tpool_submit(mg_server_tpool(), req->worker, policy_job_run, policy_job_done, j) != MG_OK) {
-        j->req = NULL;
-        policy_job_free(j);
-        mg_req_respond_error(req, 503, "server_error", "overloaded", "the admin API is busy; try again", 1);
+    if (j->conninfo == NULL || j->method == NULL || j->path == NULL || j->actor == NULL) {
+        policy_job_free(&j->base);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    req->job = j;
-    req->job_orphan = policy_job_orphan;
-    return MG_STAGE_PARKED;
+    return job_start(req, &j->base, "the admin API is busy; try again");
 }
 
 /* ---------------------------------------------------------------- dispatch */
