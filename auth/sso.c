@@ -32,6 +32,7 @@
 #include "auth_int.h"
 
 #include "gateway/log.h"
+#include "policy/policy.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -1246,7 +1247,7 @@ static void me_answer(mg_req *req, mg_auth_identity *id)
     }
     mg_policy_resolve(req);   /* allowed models; without a policy the list is empty */
     mg_buf b = {0};
-    if (mg_auth_identity_json(id, req, &b) != MG_OK) {
+    if (mg_auth_identity_json(id, req, &b) != MG_OK || mg_policy_describe(req, &b) == MG_ENOMEM) {
         mg_buf_free(&b);
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return;

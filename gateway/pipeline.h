@@ -113,6 +113,8 @@ struct mg_req {
     uint64_t t_start_us, t_upstream_us, t_first_byte_us;
     int64_t t_start_wall_ms;    /* wall clock at the start, for the ledger */
     const char *decision;       /* policy rule names for the ledger, or NULL */
+    const char *extra_headers;  /* more response headers, each "Name: value\r\n" (pool),
+                                   or NULL; sent with any response head, errors included */
     struct mg_policy_effective *policy; /* the caller's effective policy (pool), NULL for master */
     void *policy_hold;          /* limits reserved by the limits stage (policy/policy.c) */
     void *policy_out;           /* output stream filter state (policy/policy.c) */

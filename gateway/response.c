@@ -71,6 +71,8 @@ static void send_head(mg_req *req, int status, const char *content_type, long lo
     }
     if (extra_headers)
         mg_buf_append_str(&h, extra_headers);
+    if (req->extra_headers)
+        mg_buf_append_str(&h, req->extra_headers);
     APPEND_LIT(&h, "\r\n");
     if (h.p)
         mg_conn_send(req->conn, h.p, h.len);

@@ -11,16 +11,21 @@
  * roles grant; with no policy loaded, nothing.
  *
  * Limits (requests/tokens per minute, token and USD budgets per day and
- * month, per user and per role) are held in this process: hard caps within
- * one instance (see docs/policy.md for the bound). Budgets shared by several
- * instances need the database leases, which are not in this build.
+ * month, per user and per role) are counted in this process. With a
+ * database, budgets are also shared by every instance through leases
+ * (policy/lease.c): a request reserves against this instance's lease, and
+ * one that the lease cannot cover parks until the lease thread's next round
+ * (a refill) and tries again. Rate windows stay per instance. Bounds in
+ * docs/policy.md.
  *
  * SPDX-License-Identifier: Apache-2.0
  */
 #include "gateway/pipeline.h"
 
 #include "gateway/log.h"
-#include "policy/policy.h"
+#include "gateway/server.h"
+#include "policy/lease.h"
+#include "policy/policy_int.h"
 #include "adapters/adapter.h"
 
 #include <pthread.h>
@@ -29,6 +34,7 @@
 #include <time.h>
 
 mg_policy *mg_policy_current(void);   /* policy/store.c */
+int64_t mg_policy_store_version(void); /* policy/store.c */
 
 #define MG_POLICY_MAX_ROLES 32
 #define MG_POLICY_MAX_TEAMS 8
@@ -40,6 +46,7 @@ typedef struct limit_state {
     struct limit_state *next;
     mg_policy_window rpm, tpm;
     mg_policy_budgets budgets;
+    mg_policy_lease_set lease;  /* shares budgets across instances (with a database) */
     char key[];
 } limit_state;
 
@@ -50,7 +57,7 @@ static size_t state_n;
 /* The counters of one principal ("u:" + subject) or role ("t:" + name);
  * created on first use, never freed (one small struct per user). NULL when
  * the table is full or memory ran out: the caller fails closed. */
-static limit_state *state_get(const char *prefix, const char *name)
+static limit_state *state_find(const char *prefix, const char *name, bool create)
 {
     uint64_t h = 1469598103934665603ull;
     for (const char *s = prefix; *s; s++)
@@ -62,9 +69,12 @@ static limit_state *state_get(const char *prefix, const char *name)
     limit_state *st = state_tab[slot];
     while (st && !(strncmp(st->key, prefix, plen) == 0 && strcmp(st->key + plen, name) == 0))
         st = st->next;
-    if (st == NULL && state_n < MG_POLICY_STATE_MAX && (st = calloc(1, sizeof(*st) + plen + nlen + 1))) {
+    if (st == NULL && create && state_n < MG_POLICY_STATE_MAX &&
+        (st = calloc(1, sizeof(*st) + plen + nlen + 1))) {
         memcpy(st->key, prefix, plen);
         memcpy(st->key + plen, name, nlen + 1);
+        st->lease.budgets = &st->budgets;
+        st->lease.scope = st->key;
         st->next = state_tab[slot];
         state_tab[slot] = st;
         state_n++;
@@ -72,6 +82,8 @@ static limit_state *state_get(const char *prefix, const char *name)
     pthread_mutex_unlock(&state_mu);
     return st;
 }
+
+static limit_state *state_get(const char *prefix, const char *name) { return state_find(prefix, name, true); }
 
 /* What a request holds until it is settled. */
 typedef struct policy_hold {
@@ -229,6 +241,82 @@ mg_stage_rc mg_policy_filter_input_stage(mg_req *req)
     return MG_STAGE_NEXT;
 }
 
+/* ---------------------------------------------------------------- budgets */
+
+/* How many times one request may park waiting for a lease refill before it
+ * is refused (each wait is one lease round, normally a few milliseconds). */
+#define MG_POLICY_MAX_PARKS 6
+
+/* Set by park_resume for the stage run it resumes: the loop thread runs
+ * the stage right after, so a thread-local is enough. */
+static _Thread_local int g_park_attempts;
+
+/* 0 reserved, 1 refused (*which, *retry_after_s), 2 wait for a lease refill. */
+static int reserve_budgets(limit_state *st, const mg_policy_limits *lim, int64_t unix_s, int64_t tokens,
+                           int64_t usd, bool may_wait, mg_policy_budget_hold *h, mg_policy_limit *which,
+                           int64_t *retry_after_s)
+{
+    if (!mg_policy_lease_enabled())
+        return mg_policy_budgets_reserve(&st->budgets, lim, unix_s, tokens, usd, h, which, retry_after_s) ? 0 : 1;
+    switch (mg_policy_lease_reserve(&st->lease, &st->budgets, lim, unix_s, tokens, usd, may_wait, h, which,
+                                    retry_after_s)) {
+    case MG_POLICY_LEASE_OK:
+        return 0;
+    case MG_POLICY_LEASE_WAIT:
+        return 2;
+    default:
+        return 1;
+    }
+}
+
+typedef struct lease_wait {
+    mg_req *req;                /* NULL once the request went away (loop thread only) */
+    mg_worker *worker;
+    int attempts;
+} lease_wait;
+
+static void park_orphan(void *job) { ((lease_wait *)job)->req = NULL; }
+
+/* On the request's loop, after a lease round: run the limits stage again. */
+static void park_resume(void *arg)
+{
+    lease_wait *lw = arg;
+    mg_req *req = lw->req;
+    int attempts = lw->attempts;
+    free(lw);
+    if (req == NULL)
+        return;
+    req->job = NULL;
+    req->next_stage--;          /* back to this stage */
+    g_park_attempts = attempts;
+    mg_pipeline_resume(req);
+}
+
+/* On the lease thread: back to the request's loop. */
+static void park_wake(void *arg)
+{
+    lease_wait *lw = arg;
+    if (mg_worker_post(lw->worker, park_resume, lw) != MG_OK)
+        mg_log_error("budget leases: could not hand a parked request back to its worker");
+}
+
+static bool park(mg_req *req, int attempts)
+{
+    lease_wait *lw = malloc(sizeof(*lw));
+    if (lw == NULL)
+        return false;
+    lw->req = req;
+    lw->worker = req->worker;
+    lw->attempts = attempts;
+    if (mg_policy_lease_park(park_wake, lw) != MG_OK) {
+        free(lw);
+        return false;
+    }
+    req->job = lw;
+    req->job_orphan = park_orphan;
+    return true;
+}
+
 static const char *limit_code(mg_policy_limit l)
 {
     return l == MG_POLICY_LIM_RPM || l == MG_POLICY_LIM_TPM ? "rate_limited" : "budget_exceeded";
@@ -246,8 +334,15 @@ mg_stage_rc mg_policy_limits_stage(mg_req *req)
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    if (clamped)
+    if (clamped) {
+        /* Clamping is silent in the body, so say it in the head: the client
+         * learns why its reply may stop short. Also on a refusal below. */
         req->json_modified = true;
+        char hdr[64];
+        snprintf(hdr, sizeof(hdr), "X-Modelgate-Max-Tokens: %lld\r\n",
+                 (long long)lim.v[MG_POLICY_LIM_MAX_TOKENS]);
+        req->extra_headers = mg_pool_strndup(req->pool, hdr, strlen(hdr));
+    }
     /* Worst case: the prompt estimate (deliberately high) plus the most the
      * model may generate (4096 when neither the client nor a role says). */
     int64_t prompt = mg_policy_estimate_prompt_tokens(req->json, req->api);
@@ -275,18 +370,22 @@ mg_stage_rc mg_policy_limits_stage(mg_req *req)
         else
             h->tpm_reserved = lim.v[MG_POLICY_LIM_TPM] >= 0 ? tokens : 0;
     }
+    bool windows_taken = retry == 0, user_taken = false, wait = false;
+    int park_attempts = g_park_attempts;
+    g_park_attempts = 0;
+    bool may_wait = park_attempts < MG_POLICY_MAX_PARKS;
     if (retry == 0) {
         int64_t ra = 0;
-        if (!mg_policy_budgets_reserve(&h->user->budgets, &lim, wall.tv_sec, tokens, usd, &h->user_hold,
-                                       &which, &ra)) {
-            mg_policy_window_add(&h->user->rpm, now_s, -1);
-            mg_policy_window_add(&h->user->tpm, now_s, -h->tpm_reserved);
+        int rc = reserve_budgets(h->user, &lim, wall.tv_sec, tokens, usd, may_wait, &h->user_hold, &which, &ra);
+        user_taken = rc == 0;
+        wait = rc == 2;
+        if (rc == 1)
             retry = (int)(ra > 0 ? ra : 1);
-        }
     }
     /* Team budgets: every role of the caller that grants this model and
      * sets team_limits is charged. */
-    for (size_t i = 0; retry == 0 && i < mg_policy_effective_n_roles(req->policy) && h->nteam < MG_POLICY_MAX_TEAMS; i++) {
+    for (size_t i = 0; retry == 0 && !wait && i < mg_policy_effective_n_roles(req->policy) &&
+                       h->nteam < MG_POLICY_MAX_TEAMS; i++) {
         const mg_policy_role_def *r = mg_policy_effective_role(req->policy, i);
         bool grants = false, any = false;
         for (size_t k = 0; k < r->n_models && !grants; k++)
@@ -297,23 +396,33 @@ mg_stage_rc mg_policy_limits_stage(mg_req *req)
             continue;
         limit_state *t = state_get("t:", r->name);
         int64_t ra = 0;
-        if (t == NULL || !mg_policy_budgets_reserve(&t->budgets, &r->team_limits, wall.tv_sec, tokens, usd,
-                                                    &h->team_hold[h->nteam], &which, &ra)) {
+        int rc = t == NULL ? 1 : reserve_budgets(t, &r->team_limits, wall.tv_sec, tokens, usd, may_wait,
+                                                 &h->team_hold[h->nteam], &which, &ra);
+        if (rc == 2) {
+            wait = true;
+            break;
+        }
+        if (rc == 1) {
             retry = (int)(ra > 0 ? ra : 1);
             break;
         }
         h->team[h->nteam++] = t;
     }
-    if (retry != 0) {
+    if (retry != 0 || wait) {
         /* Give back what this request had reserved so far. */
-        if (h->user_hold.tokens_day.held || h->user_hold.usd_day.held || h->user_hold.tokens_month.held ||
-            h->user_hold.usd_month.held) {
+        if (user_taken)
             mg_policy_budgets_release(&h->user->budgets, &h->user_hold);
+        if (windows_taken) {
             mg_policy_window_add(&h->user->rpm, now_s, -1);
             mg_policy_window_add(&h->user->tpm, now_s, -h->tpm_reserved);
         }
         for (size_t i = 0; i < h->nteam; i++)
             mg_policy_budgets_release(&h->team[i]->budgets, &h->team_hold[i]);
+        if (wait) {
+            if (park(req, park_attempts + 1))
+                return MG_STAGE_PARKED;
+            retry = 1;
+        }
         char msg[200];
         snprintf(msg, sizeof(msg), "%s limit reached (%s); retry after %d s",
                  which == MG_POLICY_LIM_RPM || which == MG_POLICY_LIM_TPM ? "rate" : "budget",
@@ -344,6 +453,168 @@ void mg_policy_settle(mg_req *req)
     mg_policy_budgets_settle(&h->user->budgets, &h->user_hold, pt + ct, usd);
     for (size_t i = 0; i < h->nteam; i++)
         mg_policy_budgets_settle(&h->team[i]->budgets, &h->team_hold[i], pt + ct, usd);
+}
+
+/* ---------------------------------------------------------------- describe */
+
+static void json_name(mg_buf *b, const char *s) { mg_buf_append_json_str(b, s, strlen(s)); }
+
+static void describe_value(mg_buf *b, const char *key, int64_t v, bool usd)
+{
+    if (usd)
+        mg_buf_printf(b, ",\"%s\":%lld.%06lld", key, (long long)(v / 1000000), (long long)(v % 1000000));
+    else
+        mg_buf_printf(b, ",\"%s\":%lld", key, (long long)v);
+}
+
+/* One entry per limit the scope has. st may be NULL (nothing counted yet). */
+static void describe_limits(mg_buf *b, bool *first, const char *scope, const mg_policy_limits *lim,
+                            const limit_state *st, bool team)
+{
+    struct timespec mono, wall;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    clock_gettime(CLOCK_REALTIME, &wall);
+    for (int l = 0; l < MG_POLICY_LIM__COUNT; l++) {
+        int64_t v = lim->v[l];
+        if (v < 0 || (team && (l == MG_POLICY_LIM_RPM || l == MG_POLICY_LIM_TPM || l == MG_POLICY_LIM_MAX_TOKENS)))
+            continue;
+        mg_buf_append_str(b, *first ? "{" : ",{");
+        *first = false;
+        mg_buf_append_str(b, "\"scope\":");
+        json_name(b, scope);
+        mg_buf_append_str(b, ",\"limit\":");
+        json_name(b, mg_policy_limit_name((mg_policy_limit)l));
+        bool usd = l == MG_POLICY_LIM_USD_DAY || l == MG_POLICY_LIM_USD_MONTH;
+        describe_value(b, "value", v, usd);
+        if (l == MG_POLICY_LIM_MAX_TOKENS) {
+            mg_buf_append_str(b, ",\"per\":\"request\",\"enforcement\":\"clamp\"}");
+            continue;
+        }
+        if (l == MG_POLICY_LIM_RPM || l == MG_POLICY_LIM_TPM) {
+            int64_t used = st ? mg_policy_window_sum(l == MG_POLICY_LIM_RPM ? &st->rpm : &st->tpm,
+                                                     (uint64_t)mono.tv_sec) : 0;
+            describe_value(b, "used", used, false);
+            describe_value(b, "left", used < v ? v - used : 0, false);
+            mg_buf_append_str(b, ",\"window\":\"sliding_60s\",\"resets_in_s\":60,\"counted\":\"this_instance\"}");
+            continue;
+        }
+        const mg_policy_budget *bud = NULL;
+        int slot = 0;
+        if (st) {
+            const mg_policy_budget *all[] = {&st->budgets.tokens_day, &st->budgets.tokens_month,
+                                             &st->budgets.usd_day, &st->budgets.usd_month};
+            slot = l == MG_POLICY_LIM_TOKENS_DAY ? 0 : l == MG_POLICY_LIM_TOKENS_MONTH ? 1
+                 : l == MG_POLICY_LIM_USD_DAY ? 2 : 3;
+            bud = all[slot];
+        }
+        bool monthly = l == MG_POLICY_LIM_TOKENS_MONTH || l == MG_POLICY_LIM_USD_MONTH;
+        int64_t period = monthly ? mg_policy_month_id(wall.tv_sec) : mg_policy_day_id(wall.tv_sec);
+        int64_t used = bud ? mg_policy_budget_used(bud, period) : 0;
+        int64_t committed = bud && atomic_load(&bud->period) == period ? atomic_load(&bud->committed) : 0;
+        int64_t left = v - committed;
+        bool shared = mg_policy_lease_enabled();
+        if (shared) {
+            /* What this instance may still admit: its free lease plus what
+             * the database had not handed out when last asked. */
+            const mg_policy_lease *ls = st ? &st->lease.slot[slot] : NULL;
+            int64_t granted = ls && atomic_load(&ls->period) == period ? atomic_load(&ls->granted) : 0;
+            int64_t cluster = ls && atomic_load(&ls->period) == period
+                                  ? atomic_load(&ls->cluster_spent) + atomic_load(&ls->cluster_leased) : 0;
+            int64_t avail = (granted - committed) + (v - cluster);
+            if (avail < left)
+                left = avail;
+            if (ls && atomic_load(&ls->period) == period)
+                describe_value(b, "used_all_instances", atomic_load(&ls->cluster_spent), usd);
+        }
+        describe_value(b, "used", used, usd);
+        describe_value(b, "reserved", committed - used > 0 ? committed - used : 0, usd);
+        describe_value(b, "left", left > 0 ? left : 0, usd);
+        mg_buf_printf(b, ",\"period\":\"%s\",\"resets_in_s\":%lld,\"counted\":\"%s\"}", monthly ? "month" : "day",
+                      (long long)(monthly ? mg_policy_seconds_to_next_month(wall.tv_sec)
+                                          : mg_policy_seconds_to_next_day(wall.tv_sec)),
+                      shared ? "all_instances" : "this_instance");
+    }
+}
+
+static const char *action_name(mg_policy_action a)
+{
+    return a == MG_POLICY_BLOCK ? "block" : a == MG_POLICY_REDACT ? "redact" : "flag";
+}
+
+static const char *direction_name(mg_policy_direction d)
+{
+    return d == MG_POLICY_INPUT ? "input" : d == MG_POLICY_OUTPUT ? "output" : "both";
+}
+
+mg_rc mg_policy_describe(const mg_req *req, mg_buf *out)
+{
+    if (out->len == 0 || out->p[out->len - 1] != '}')
+        return MG_ERR;
+    mg_buf b = {0};
+    const mg_policy_effective *e = req->policy;
+    if (req->principal.master) {
+        mg_buf_append_str(&b, ",\"policy\":{\"master\":true,\"models\":[\"*\"],\"filters\":[],\"limits\":[]}");
+    } else if (e == NULL) {
+        mg_buf_append_str(&b, ",\"policy\":null");
+    } else {
+        const mg_policy_doc *doc = e->p->doc;
+        mg_buf_printf(&b, ",\"policy\":{\"version\":%lld,\"roles\":[", (long long)mg_policy_store_version());
+        for (size_t i = 0; i < e->n_roles; i++) {
+            mg_buf_append_str(&b, i ? "," : "");
+            json_name(&b, doc->roles[e->roles[i]].name);
+        }
+        mg_buf_append_str(&b, "],\"models\":[");
+        bool first = true;
+        for (size_t i = 0; i < e->n_roles; i++) {
+            const mg_policy_role_def *r = &doc->roles[e->roles[i]];
+            for (size_t k = 0; k < r->n_models; k++) {
+                bool dup = false;   /* each pattern once */
+                for (size_t j = 0; j < i && !dup; j++) {
+                    const mg_policy_role_def *q = &doc->roles[e->roles[j]];
+                    for (size_t x = 0; x < q->n_models && !dup; x++)
+                        dup = strcmp(q->models[x], r->models[k]) == 0;
+                }
+                for (size_t x = 0; x < k && !dup; x++)
+                    dup = strcmp(r->models[x], r->models[k]) == 0;
+                if (dup)
+                    continue;
+                mg_buf_append_str(&b, first ? "" : ",");
+                first = false;
+                json_name(&b, r->models[k]);
+            }
+        }
+        mg_buf_append_str(&b, "],\"filters\":[");
+        for (size_t i = 0; i < e->n_filters; i++) {
+            const mg_policy_filter_def *f = e->p->filters[e->filters[i]].def;
+            mg_buf_append_str(&b, i ? ",{\"name\":" : "{\"name\":");
+            json_name(&b, f->name);
+            mg_buf_printf(&b, ",\"action\":\"%s\",\"direction\":\"%s\"}", action_name(f->action),
+                          direction_name(f->direction));
+        }
+        mg_buf_append_str(&b, "],\"limits\":[");
+        first = true;
+        mg_policy_limits lim;
+        mg_policy_effective_limits(e, NULL, &lim);
+        const char *subject = req->principal.subject ? req->principal.subject : "?";
+        describe_limits(&b, &first, "user", &lim, state_find("u:", subject, false), false);
+        for (size_t i = 0; i < e->n_roles; i++) {
+            const mg_policy_role_def *r = &doc->roles[e->roles[i]];
+            char scope[160];
+            snprintf(scope, sizeof(scope), "role:%.150s", r->name);
+            describe_limits(&b, &first, scope, &r->team_limits, state_find("t:", r->name, false), true);
+        }
+        mg_buf_append_str(&b, "]}");
+    }
+    if (b.p == NULL) {
+        mg_buf_free(&b);
+        return MG_ENOMEM;
+    }
+    out->len--;   /* the object's closing brace; put back below */
+    mg_rc rc = mg_buf_append(out, b.p, b.len);
+    if (mg_buf_append(out, "}", 1) != MG_OK)
+        rc = MG_ENOMEM;
+    mg_buf_free(&b);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- output */

@@ -405,4 +405,17 @@ int64_t mg_policy_estimate_prompt_tokens(const cJSON *body, mg_api api);
  * MG_ENOMEM if the tree could not be changed. */
 mg_rc mg_policy_clamp_max_tokens(cJSON *body, int64_t cap, int64_t *effective, bool *clamped);
 
+/* ------------------------------------------------------------------ */
+/* Explaining (policy/policy.c)                                        */
+
+/* For /auth/me: adds a member "policy" to the JSON object that out ends
+ * with (its closing brace is moved after it): the roles, allowed model
+ * patterns, filters (name, action, direction) and every limit that applies
+ * to the request's principal, per user and per role (team), each with its
+ * value, what is used and reserved, what is left and when it resets
+ * (docs/policy.md shows the shape). req->policy must have been resolved
+ * (mg_policy_resolve); without it "policy" is null. MG_ERR if out does not
+ * end with '}', MG_ENOMEM. */
+mg_rc mg_policy_describe(const mg_req *req, mg_buf *out);
+
 #endif

@@ -22,6 +22,7 @@
 #include "policy/store_int.h"
 
 #include "gateway/log.h"
+#include "policy/lease.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -239,11 +240,15 @@ mg_rc mg_policy_store_start(const mg_config *cfg, mg_buf *errs)
         return MG_ERR;
     }
     S.running = true;
+    /* Budgets shared by every instance ride on the same database. */
+    if (mg_policy_lease_start(cfg->database_url) != MG_OK)
+        mg_log_error("budget leases: cannot start; budgets stay per instance");
     return MG_OK;
 }
 
 void mg_policy_store_stop(void)
 {
+    mg_policy_lease_stop();
     if (S.running) {
         ssize_t w = write(S.wake[1], "x", 1);
         MG_UNUSED(w);

@@ -32,6 +32,10 @@ const POLICY = {
     },
     limited: { models: ['gpt-test'], filters: [], limits: { requests_per_minute: 3 }, permissions: [] },
     tight: { models: ['gpt-test'], filters: [], limits: { tokens_per_day: 2000, max_tokens: 100 }, permissions: [] },
+    // Each request below reserves about 140 tokens (prompt estimate ~40 +
+    // max_tokens 100), so 770 a day admits exactly 5 whatever the estimate's
+    // last few tokens (anything from 129 to 154 per request gives 5).
+    five: { models: ['gpt-test'], filters: [], limits: { tokens_per_day: 770, max_tokens: 100 }, permissions: [] },
     finance: { models: [], permissions: ['usage:read'] },
   },
   role_mappings: [{ claim: 'groups', equals: 'ai-users', role: 'engineer' }],
@@ -58,6 +62,7 @@ function importPolicy(doc) {
 }
 const withDb = (cfg) => {
   cfg.database = { url: pg.url };
+  cfg.limits.upstream_first_byte_timeout = '10s';   // the budget test holds replies 4 s
   cfg.models.push({ name: 'llama-local', deployments: [{ provider: 'mock', model: 'llama' }] });
   return cfg;
 };
@@ -74,7 +79,7 @@ describe('role policies', () => {
     dir = h.makeTmpDir('mg-policy-');
     const m = cli(['migrate']);
     assert.equal(m.status, 0, m.stderr);
-    for (const role of ['engineer', 'limited', 'tight', 'finance']) {
+    for (const role of ['engineer', 'limited', 'tight', 'five', 'finance']) {
       const k = cli(['keys', 'create', '--user', `${role}@example.com`, '--role', role]);
       assert.equal(k.status, 0, k.stderr);
       keys[role] = k.stdout.trim();
@@ -168,21 +173,43 @@ describe('role policies', () => {
     assert.ok(Number(r.headers['retry-after']) >= 1);
   });
 
-  it('budgets are hard caps under concurrency', async () => {
+  it('budgets are hard caps under concurrency: 200 simultaneous requests against a budget for 5', async () => {
     await mock.clear();
-    // Each request reserves its worst case (prompt estimate + max_tokens 100)
-    // against 2000 tokens a day; the upstream holds every request 1.5 s so all
-    // 60 are in flight at once and only the reservations decide.
-    const rs = await Promise.all(Array.from({ length: 60 }, (_, i) => chatAs(keys.tight, `[[mock:delay_ms=1500]] budget ${i}`)));
+    // The upstream holds every request 4 s, so all 200 are in flight at once
+    // and only the worst-case reservations decide (real usage is far smaller
+    // and would let more through once settled).
+    const rs = await Promise.all(Array.from({ length: 200 }, (_, i) =>
+      chatAs(keys.five, `[[mock:delay_ms=4000]] budget ${String(i).padStart(3, '0')}`)));
     const ok = rs.filter((r) => r.status === 200).length;
     const over = rs.filter((r) => r.status === 429);
-    assert.ok(ok >= 1 && ok <= 20, `${ok} requests were admitted`);
-    assert.ok(over.length >= 40);
+    assert.equal(ok, 5, `${ok} requests were admitted (statuses ${[...new Set(rs.map((r) => r.status))]})`);
+    assert.equal(over.length, 195);
     for (const r of over) {
       assert.equal(r.json.error.code, 'budget_exceeded');
       assert.ok(Number(r.headers['retry-after']) >= 1);
     }
-    assert.equal((await mock.requests()).length, ok, 'only admitted requests reached the upstream');
+    assert.equal((await mock.requests()).length, 5, 'only admitted requests reached the upstream');
+  });
+
+  it('max_tokens above the cap is clamped and says so in X-Modelgate-Max-Tokens; below it, no header', async () => {
+    await mock.clear();
+    const above = await chatAs(keys.tight, 'clamp me', { max_tokens: 500 });
+    assert.equal(above.status, 200, above.body);
+    assert.equal(above.headers['x-modelgate-max-tokens'], '100');
+    assert.equal(JSON.parse(await lastUpstreamBody()).max_tokens, 100, 'the upstream got the clamped value');
+    const below = await chatAs(keys.tight, 'leave me', { max_tokens: 50 });
+    assert.equal(below.status, 200, below.body);
+    assert.equal(below.headers['x-modelgate-max-tokens'], undefined);
+    assert.equal(JSON.parse(await lastUpstreamBody()).max_tokens, 50);
+    // streamed and error replies carry it too
+    const s = await h.stream(gw, { path: '/v1/chat/completions', auth: keys.tight,
+      body: h.chatBody('stream me', { stream: true, max_completion_tokens: 1000 }) });
+    assert.equal(s.status, 200);
+    assert.equal(s.headers['x-modelgate-max-tokens'], '100');
+    assert.equal(JSON.parse(await lastUpstreamBody()).max_completion_tokens, 100);
+    const failed = await chatAs(keys.tight, '[[mock:status=400]] upstream says no', { max_tokens: 900 });
+    assert.ok(failed.status >= 400, failed.body);
+    assert.equal(failed.headers['x-modelgate-max-tokens'], '100');
   });
 
   it('admin permissions come from roles', async () => {
