@@ -24,6 +24,13 @@
 /* The secret the client presented: `Authorization: Bearer <secret>` (scheme
  * case-insensitive), else `x-api-key: <secret>`. False when there is none or
  * Authorization uses another scheme. out points into the request head. */
+/* Appends the authenticated principal of req as the JSON object GET /auth/me
+ * starts with (kind, subject, email, name, cost center, key id, groups,
+ * roles, permissions, the configured models it may use, expires_at when the
+ * credential has an end). The policy resolve must have run for the model
+ * list. MG_ENOMEM when out grew short. */
+mg_rc mg_auth_principal_json(const mg_req *req, mg_buf *out);
+
 bool mg_auth_credential(const mg_http_request *http, mg_str *out);
 
 /* Starts the auth pools and, when cfg has an `oidc` section, fetches the

@@ -34,8 +34,6 @@ void mg_auth_identity_unref(mg_auth_identity *id);
 /* Makes id the request's principal (takes a new reference, released when
  * the request ends). MG_ENOMEM if the cleanup could not be registered. */
 mg_rc mg_auth_identity_apply(mg_req *req, mg_auth_identity *id);
-/* Appends the identity as the JSON object /auth/me returns. */
-mg_rc mg_auth_identity_json(const mg_auth_identity *id, const mg_req *req, mg_buf *out);
 
 /* ---- caches (cache.c) ------------------------------------------------------
  * Map from a 32-byte digest to a refcounted value with an absolute expiry

@@ -170,6 +170,7 @@ mg_rc mg_auth_identity_apply(mg_req *req, mg_auth_identity *id)
     p->cost_center = id->cost_center;
     p->key_id = id->key_id;
     p->name = id->name;
+    p->expires_at = id->exp;
     p->groups = (const char *const *)id->groups;
     p->ngroups = id->ngroups;
     p->role_list = (const char *const *)id->roles;
@@ -197,7 +198,7 @@ mg_rc mg_auth_identity_apply(mg_req *req, mg_auth_identity *id)
     return MG_OK;
 }
 
-static void json_strs(mg_buf *b, char *const *v, size_t n)
+static void json_strs(mg_buf *b, const char *const *v, size_t n)
 {
     mg_buf_append(b, "[", 1);
     for (size_t i = 0; i < n; i++) {
@@ -217,23 +218,27 @@ static void json_field(mg_buf *b, const char *name, const char *v)
         mg_buf_append_str(b, "null");
 }
 
-mg_rc mg_auth_identity_json(const mg_auth_identity *id, const mg_req *req, mg_buf *out)
+mg_rc mg_auth_principal_json(const mg_req *req, mg_buf *out)
 {
+    const mg_principal *p = &req->principal;
+    const char *kind = p->kind ? p->kind : "unknown";
     mg_buf_append_str(out, "{\"kind\":");
-    mg_buf_append_json_str(out, id->kind, strlen(id->kind));
-    json_field(out, "subject", id->subject);
-    json_field(out, "email", id->email);
-    json_field(out, "name", id->name);
-    json_field(out, "cost_center", id->cost_center);
-    if (id->key_id)
-        json_field(out, "key_id", id->key_id);
+    mg_buf_append_json_str(out, kind, strlen(kind));
+    json_field(out, "subject", p->subject);
+    json_field(out, "email", p->email);
+    json_field(out, "name", p->name);
+    json_field(out, "cost_center", p->cost_center);
+    if (p->key_id)
+        json_field(out, "key_id", p->key_id);
     mg_buf_append_str(out, ",\"groups\":");
-    json_strs(out, id->groups, id->ngroups);
+    json_strs(out, p->groups, p->ngroups);
     mg_buf_append_str(out, ",\"roles\":");
-    json_strs(out, id->roles, id->nroles);
-    /* Which models the roles grant and the limits left are the policy
-     * engine's answer; until it is wired in, the model list is what this
-     * principal may use by mg_policy_model_allowed. */
+    json_strs(out, p->role_list, p->nroles);
+    mg_buf_append_str(out, ",\"permissions\":");
+    json_strs(out, p->permissions, p->npermissions);
+    /* The models of this gateway's config the policy lets this principal use
+     * (concrete names, what /v1/models lists); the policy member that
+     * mg_policy_describe adds has the patterns and the limits. */
     mg_buf_append_str(out, ",\"allowed_models\":[");
     const mg_config *cfg = req->snap->cfg;
     size_t k = 0;
@@ -244,8 +249,8 @@ mg_rc mg_auth_identity_json(const mg_auth_identity *id, const mg_req *req, mg_bu
             mg_buf_append(out, ",", 1);
         mg_buf_append_json_str(out, cfg->models[i].name, strlen(cfg->models[i].name));
     }
-    mg_buf_append_str(out, "],\"limits\":null");
-    if (id->exp)
-        mg_buf_printf(out, ",\"expires_at\":%lld", (long long)id->exp);
+    mg_buf_append_str(out, "]");
+    if (p->expires_at)
+        mg_buf_printf(out, ",\"expires_at\":%lld", (long long)p->expires_at);
     return mg_buf_append_str(out, "}");
 }

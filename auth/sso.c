@@ -32,7 +32,6 @@
 #include "auth_int.h"
 
 #include "gateway/log.h"
-#include "policy/policy.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -1190,7 +1189,7 @@ void mg_auth_sso_callback(mg_req *req)
 
 /* ------------------------------------------------------------ session lookup */
 
-typedef enum { USE_STAGE, USE_ME, USE_LOGOUT } sess_use;
+typedef enum { USE_STAGE, USE_LOGOUT } sess_use;
 
 typedef struct sess_job {
     mg_auth_job job;
@@ -1239,23 +1238,6 @@ static void lookup_run(mg_auth_job *j)
     PQclear(r);
 }
 
-static void me_answer(mg_req *req, mg_auth_identity *id)
-{
-    if (mg_auth_identity_apply(req, id) != MG_OK) {
-        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
-        return;
-    }
-    mg_policy_resolve(req);   /* allowed models; without a policy the list is empty */
-    mg_buf b = {0};
-    if (mg_auth_identity_json(id, req, &b) != MG_OK || mg_policy_describe(req, &b) == MG_ENOMEM) {
-        mg_buf_free(&b);
-        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
-        return;
-    }
-    mg_req_respond(req, 200, "application/json", b.p, b.len, NULL);
-    mg_buf_free(&b);
-}
-
 /* A session cookie that names no live session. */
 static void session_invalid(mg_req *req, sess_use use)
 {
@@ -1275,10 +1257,6 @@ static void lookup_done(mg_auth_job *j, mg_req *req)
     }
     if (sj->ident == NULL) {
         session_invalid(req, sj->use);
-        return;
-    }
-    if (sj->use == USE_ME) {
-        me_answer(req, sj->ident);
         return;
     }
     if (mg_auth_identity_apply(req, sj->ident) != MG_OK) {
@@ -1310,10 +1288,7 @@ static mg_stage_rc session_resolve(mg_req *req, sess_use use, const uint8_t h[32
     mg_auth_identity *id = g.sessions ? mg_auth_cache_get(g.sessions, h, mg_auth_wall_s()) : NULL;
     if (id) {
         mg_stage_rc rc = MG_STAGE_NEXT;
-        if (use == USE_ME) {
-            me_answer(req, id);
-            rc = MG_STAGE_RESPONDED;
-        } else if (mg_auth_identity_apply(req, id) != MG_OK) {
+        if (mg_auth_identity_apply(req, id) != MG_OK) {
             mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
             rc = MG_STAGE_RESPONDED;
         }
@@ -1362,17 +1337,6 @@ bool mg_auth_sso_session_stage(mg_req *req, mg_stage_rc *rc)
     }
     *rc = session_resolve(req, USE_STAGE, h);
     return true;
-}
-
-void mg_auth_sso_me(mg_req *req)
-{
-    uint8_t h[32];
-    bool present;
-    if (!session_hash(req, h, &present)) {
-        respond_401(req, present);
-        return;
-    }
-    session_resolve(req, USE_ME, h);
 }
 
 /* ------------------------------------------------------------ logout */

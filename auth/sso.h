@@ -47,7 +47,6 @@ void mg_auth_sso_redirect_login(mg_req *req);
 void mg_auth_sso_login(mg_req *req);     /* GET /auth/login?return_to= */
 void mg_auth_sso_callback(mg_req *req);  /* GET /auth/callback */
 void mg_auth_sso_logout(mg_req *req);    /* GET|POST /auth/logout */
-void mg_auth_sso_me(mg_req *req);        /* GET /auth/me */
 
 /* ---- pieces exposed for unit tests ---------------------------------------- */
 

@@ -12,6 +12,7 @@
 #include "server.h"
 #include "tpool.h"
 #include "usage/usage.h"
+#include "policy/policy.h"
 #include "policy/store.h"
 #include "auth/auth.h"
 
@@ -350,8 +351,27 @@ static bool csrf_ok(const mg_req *req)
     return origin->value.n == n && memcmp(origin->value.p, pub, n) == 0;
 }
 
+/* GET /auth/me: who the caller is, whatever the credential, and what the
+ * policy lets them do (models, filters, each limit with what is left). */
+static mg_stage_rc auth_me(mg_req *req)
+{
+    /* Without a loaded policy the identity is still worth showing. */
+    mg_policy_resolve(req);
+    mg_buf b = {0};
+    if (mg_auth_principal_json(req, &b) != MG_OK || mg_policy_describe(req, &b) != MG_OK) {
+        mg_buf_free(&b);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    mg_req_respond(req, 200, "application/json", b.p, b.len, NULL);
+    mg_buf_free(&b);
+    return MG_STAGE_RESPONDED;
+}
+
 mg_stage_rc mg_admin_stage(mg_req *req)
 {
+    if (strcmp(req->route, "auth_me") == 0)
+        return auth_me(req);
     if (!csrf_ok(req)) {
         mg_req_respond_error(req, 403, "permission_error", "csrf_rejected",
                              "cross-site request refused: admin changes from a browser must come from this gateway's own pages",

@@ -50,6 +50,7 @@ typedef struct mg_principal {
     const char *cost_center;
     const char *key_id;
     const char *name;
+    int64_t expires_at;   /* when the credential ends (unix s), 0: not known */
     const char *const *groups;        /* IdP groups (JWT / session), or none */
     size_t ngroups;
     const char *const *role_list;     /* roles: the API key's, or mapped from claims */

@@ -54,7 +54,7 @@ static const mg_route routes[] = {
     {.method = MG_HTTP_GET, .path = "/auth/callback", .label = "auth_callback", .local = mg_auth_sso_callback},
     {.method = MG_HTTP_GET, .path = "/auth/logout", .label = "auth_logout", .local = mg_auth_sso_logout},
     {.method = MG_HTTP_POST, .path = "/auth/logout", .label = "auth_logout", .local = mg_auth_sso_logout},
-    {.method = MG_HTTP_GET, .path = "/auth/me", .label = "auth_me", .local = mg_auth_sso_me},
+    {.method = MG_HTTP_GET, .path = "/auth/me", .label = "auth_me", .admin = true},
     /* The web console: after every /admin/v1/ route, so its prefix only
      * catches what they do not. Its handlers authenticate themselves. */
     {.method = MG_HTTP_GET, .path = "/admin/v1/console", .label = "console", .local = mg_console_context},

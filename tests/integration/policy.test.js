@@ -37,6 +37,11 @@ const POLICY = {
     // last few tokens (anything from 129 to 154 per request gives 5).
     five: { models: ['gpt-test'], filters: [], limits: { tokens_per_day: 770, max_tokens: 100 }, permissions: [] },
     finance: { models: [], permissions: ['usage:read'] },
+    meter: {
+      models: ['gpt-test'], filters: ['pii'],
+      limits: { requests_per_minute: 50, tokens_per_day: 100000, max_tokens: 64 },
+      team_limits: { usd_per_month: 10 }, permissions: [],
+    },
   },
   role_mappings: [{ claim: 'groups', equals: 'ai-users', role: 'engineer' }],
   filters: {
@@ -79,7 +84,7 @@ describe('role policies', () => {
     dir = h.makeTmpDir('mg-policy-');
     const m = cli(['migrate']);
     assert.equal(m.status, 0, m.stderr);
-    for (const role of ['engineer', 'limited', 'tight', 'five', 'finance']) {
+    for (const role of ['engineer', 'limited', 'tight', 'five', 'finance', 'meter']) {
       const k = cli(['keys', 'create', '--user', `${role}@example.com`, '--role', role]);
       assert.equal(k.status, 0, k.stderr);
       keys[role] = k.stdout.trim();
@@ -210,6 +215,56 @@ describe('role policies', () => {
     const failed = await chatAs(keys.tight, '[[mock:status=400]] upstream says no', { max_tokens: 900 });
     assert.ok(failed.status >= 400, failed.body);
     assert.equal(failed.headers['x-modelgate-max-tokens'], '100');
+  });
+
+  it('/auth/me answers any credential with the effective policy and what is left of each limit', async () => {
+    const lim = (me, scope, name) => me.policy.limits.find((l) => l.scope === scope && l.limit === name);
+    const none = await h.request(gw, { path: '/auth/me', auth: null });
+    assert.equal(none.status, 401, none.body);
+    const bad = await h.request(gw, { path: '/auth/me', auth: 'mgk_0000000000000000_' + 'x'.repeat(43) });
+    assert.equal(bad.status, 401, bad.body);
+
+    const before = await h.request(gw, { path: '/auth/me', auth: keys.meter });
+    assert.equal(before.status, 200, before.body);
+    const b = before.json;
+    assert.equal(b.kind, 'api_key');
+    assert.equal(b.subject, 'meter@example.com');
+    assert.deepEqual(b.roles, ['meter']);
+    assert.deepEqual(b.allowed_models, ['gpt-test']);
+    assert.ok(!JSON.stringify(b).includes(keys.meter.split('_')[2]), 'the key secret is echoed');
+    assert.deepEqual(b.policy.roles, ['meter']);
+    assert.deepEqual(b.policy.models, ['gpt-test']);
+    assert.deepEqual(b.policy.filters, [{ name: 'pii', action: 'redact', direction: 'both' }]);
+    const rpm0 = lim(b, 'user', 'requests_per_minute');
+    assert.equal(rpm0.value, 50);
+    assert.equal(rpm0.used, 0);
+    assert.equal(rpm0.left, 50);
+    assert.equal(lim(b, 'user', 'max_tokens').value, 64);
+    const tpd0 = lim(b, 'user', 'tokens_per_day');
+    assert.equal(tpd0.value, 100000);
+    assert.equal(tpd0.used, 0);
+    assert.ok(tpd0.resets_in_s > 0 && tpd0.resets_in_s <= 86400, JSON.stringify(tpd0));
+    const team0 = lim(b, 'role:meter', 'usd_per_month');
+    assert.equal(team0.value, 10);
+
+    const r = await chatAs(keys.meter, 'count me');
+    assert.equal(r.status, 200, r.body);
+    const after = await h.request(gw, { path: '/auth/me', auth: keys.meter });
+    assert.equal(after.status, 200, after.body);
+    const rpm1 = lim(after.json, 'user', 'requests_per_minute');
+    assert.equal(rpm1.used, 1);
+    assert.equal(rpm1.left, 49);
+    const tpd1 = lim(after.json, 'user', 'tokens_per_day');
+    const spent = r.json.usage.total_tokens;
+    assert.ok(spent > 0, r.body);
+    assert.equal(tpd1.used, spent, JSON.stringify(tpd1));
+    assert.ok(tpd1.left <= 100000 - spent, JSON.stringify(tpd1));
+
+    // The break-glass key sees itself as such.
+    const master = await h.request(gw, { path: '/auth/me', auth: h.MASTER_KEY });
+    assert.equal(master.status, 200, master.body);
+    assert.equal(master.json.kind, 'master_key');
+    assert.equal(master.json.policy.master, true);
   });
 
   it('admin permissions come from roles', async () => {
