@@ -27,14 +27,22 @@
 
 static struct {
     pthread_once_t once;
-    mg_auth_pool *idp, *db;
+    mg_job_pool *idp, *db;
     mg_auth_cache *jwt_cache;
 } g = {.once = PTHREAD_ONCE_INIT};
 
+/* A pool thread may hold database connections of the key store and of
+ * the session store; they close with it. */
+static void auth_thread_exit(void)
+{
+    mg_auth_keys_thread_done();
+    mg_auth_sso_thread_done();
+}
+
 static void init_once(void)
 {
-    g.idp = mg_auth_pool_new("idp", IDP_THREADS, POOL_QUEUE);
-    g.db = mg_auth_pool_new("authdb", DB_THREADS, POOL_QUEUE);
+    g.idp = mg_job_pool_new("idp", IDP_THREADS, POOL_QUEUE, auth_thread_exit);
+    g.db = mg_job_pool_new("authdb", DB_THREADS, POOL_QUEUE, auth_thread_exit);
     g.jwt_cache = mg_auth_cache_new(100000, &mg_auth_identity_cache_ops);
 }
 
@@ -46,8 +54,8 @@ static bool ready(void)
     return g.idp && g.db && g.jwt_cache;
 }
 
-mg_auth_pool *mg_auth_idp_pool(void) { return ready() ? g.idp : NULL; }
-mg_auth_pool *mg_auth_db_pool(void) { return ready() ? g.db : NULL; }
+mg_job_pool *mg_auth_idp_pool(void) { return ready() ? g.idp : NULL; }
+mg_job_pool *mg_auth_db_pool(void) { return ready() ? g.db : NULL; }
 
 mg_rc mg_auth_start(const mg_config *cfg, mg_buf *errs)
 {
@@ -78,8 +86,8 @@ void mg_auth_stop(void)
 {
     if (!ready())
         return;
-    mg_auth_pool_free(g.idp);
-    mg_auth_pool_free(g.db);
+    mg_job_pool_free(g.idp);
+    mg_job_pool_free(g.db);
     g.idp = g.db = NULL;
     mg_auth_keys_shutdown();
     mg_auth_sso_teardown();
@@ -144,7 +152,7 @@ static mg_auth_identity *jwt_identity(const mg_config *cfg, const mg_auth_jwt *j
 }
 
 typedef struct jwt_job {
-    mg_auth_job job;
+    mg_job job;
     char *token;
     size_t len;
     uint8_t hash[32];
@@ -153,7 +161,7 @@ typedef struct jwt_job {
     bool unavailable;              /* the IdP could not be reached */
 } jwt_job;
 
-static void jwt_job_destroy(mg_auth_job *j)
+static void jwt_job_destroy(mg_job *j)
 {
     jwt_job *jj = (jwt_job *)j;
     free(jj->token);
@@ -161,7 +169,7 @@ static void jwt_job_destroy(mg_auth_job *j)
     free(jj);
 }
 
-static void jwt_job_run(mg_auth_job *j)
+static void jwt_job_run(mg_job *j)
 {
     jwt_job *jj = (jwt_job *)j;
     const mg_config *cfg = j->snap->cfg;
@@ -187,7 +195,7 @@ static void jwt_job_run(mg_auth_job *j)
     mg_auth_jwt_free(&jwt);
 }
 
-static void jwt_job_done(mg_auth_job *j, mg_req *req)
+static void jwt_job_done(mg_job *j, mg_req *req)
 {
     jwt_job *jj = (jwt_job *)j;
     if (jj->ident) {
@@ -217,17 +225,17 @@ static mg_stage_rc jwt_park(mg_req *req, mg_str tok, const uint8_t hash[32])
     memcpy(jj->token, tok.p, tok.n);
     jj->len = tok.n;
     memcpy(jj->hash, hash, 32);
-    mg_auth_job_init(&jj->job, req, req->snap);
+    mg_job_init(&jj->job, req, req->snap);
     jj->job.run = jwt_job_run;
     jj->job.done = jwt_job_done;
     jj->job.destroy = jwt_job_destroy;
-    if (mg_auth_job_attach(&jj->job, req) != MG_OK) {
-        mg_auth_job_release(&jj->job);
+    if (mg_job_attach(&jj->job, req) != MG_OK) {
+        mg_job_release(&jj->job);
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    if (mg_auth_pool_submit(g.idp, &jj->job) != MG_OK) {
-        mg_auth_job_release(&jj->job);
+    if (mg_job_pool_submit(g.idp, &jj->job) != MG_OK) {
+        mg_job_release(&jj->job);
         mg_req_respond_error(req, 503, "server_error", "idp_unavailable",
                              "too many token checks in flight; try again shortly", 1);
         return MG_STAGE_RESPONDED;

@@ -11,7 +11,7 @@
  * session a redirect to /auth/login.
  *
  * Nothing here blocks a worker loop: database lookups, JWKS refetches and
- * the code exchange run on two small bounded thread pools (auth/pool.h)
+ * the code exchange run on two small bounded job pools (gateway/jobs.h)
  * and the stage parks the request meanwhile. See docs/identity.md.
  *
  * SPDX-License-Identifier: Apache-2.0

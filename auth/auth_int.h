@@ -5,7 +5,7 @@
 #define MG_AUTH_INT_H
 
 #include "auth.h"
-#include "pool.h"
+#include "gateway/jobs.h"
 
 #include <cjson/cJSON.h>
 #include <stdatomic.h>
@@ -62,8 +62,8 @@ void mg_auth_sha256(const void *p, size_t n, uint8_t out[32]);
 int64_t mg_auth_wall_s(void);
 
 /* ---- shared state (auth.c) ------------------------------------------------ */
-mg_auth_pool *mg_auth_idp_pool(void);   /* IdP traffic: discovery, JWKS, code exchange */
-mg_auth_pool *mg_auth_db_pool(void);    /* database lookups */
+mg_job_pool *mg_auth_idp_pool(void);   /* IdP traffic: discovery, JWKS, code exchange */
+mg_job_pool *mg_auth_db_pool(void);    /* database lookups */
 
 /* ---- OIDC provider metadata and keys (oidc.c) ------------------------------ */
 

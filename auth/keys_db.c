@@ -219,7 +219,7 @@ static keyrec *lookup(const char *url, const char *id)
 /* ------------------------------------------------------------ jobs */
 
 typedef struct key_job {
-    mg_auth_job job;
+    mg_job job;
     char id[MG_KEY_ID_LEN + 1];
     char *key;                     /* the presented key (for the hash check) */
     size_t keylen;
@@ -227,7 +227,7 @@ typedef struct key_job {
     keyrec *fresh;                 /* lookup result; NULL: database failed */
 } key_job;
 
-static void key_job_destroy(mg_auth_job *j)
+static void key_job_destroy(mg_job *j)
 {
     key_job *kj = (key_job *)j;
     if (kj->key) {
@@ -239,7 +239,7 @@ static void key_job_destroy(mg_auth_job *j)
     free(kj);
 }
 
-static void key_job_run(mg_auth_job *j)
+static void key_job_run(mg_job *j)
 {
     key_job *kj = (key_job *)j;
     kj->fresh = lookup(j->snap->cfg->database_url, kj->id);
@@ -296,7 +296,7 @@ static void unavailable(mg_req *req)
                          "API keys cannot be checked right now; try again shortly", 2);
 }
 
-static void key_job_done(mg_auth_job *j, mg_req *req)
+static void key_job_done(mg_job *j, mg_req *req)
 {
     key_job *kj = (key_job *)j;
     keyrec *rec = kj->fresh ? kj->fresh : kj->stale;
@@ -313,7 +313,7 @@ static key_job *key_job_new(mg_req *req, mg_snapshot *snap, const char *id, mg_s
     key_job *kj = calloc(1, sizeof(*kj));
     if (kj == NULL)
         return NULL;
-    mg_auth_job_init(&kj->job, req, snap);
+    mg_job_init(&kj->job, req, snap);
     kj->job.run = key_job_run;
     kj->job.done = key_job_done;
     kj->job.destroy = key_job_destroy;
@@ -322,7 +322,7 @@ static key_job *key_job_new(mg_req *req, mg_snapshot *snap, const char *id, mg_s
     if (key.n) {
         kj->key = malloc(key.n);
         if (kj->key == NULL) {
-            mg_auth_job_release(&kj->job);
+            mg_job_release(&kj->job);
             return NULL;
         }
         memcpy(kj->key, key.p, key.n);
@@ -337,22 +337,22 @@ static void refresh_async(mg_snapshot *snap, keyrec *rec)
     if (atomic_exchange(&rec->refreshing, true))
         return;
     key_job *kj = key_job_new(NULL, snap, rec->id, MG_STR_NULL, NULL);
-    if (kj && mg_auth_pool_submit(mg_auth_db_pool(), &kj->job) != MG_OK)
-        mg_auth_job_release(&kj->job);
+    if (kj && mg_job_pool_submit(mg_auth_db_pool(), &kj->job) != MG_OK)
+        mg_job_release(&kj->job);
 }
 
 typedef struct touch_job {
-    mg_auth_job job;
+    mg_job job;
     mg_buf ids;                    /* "{id,id,...}" array literal */
 } touch_job;
 
-static void touch_destroy(mg_auth_job *j)
+static void touch_destroy(mg_job *j)
 {
     mg_buf_free(&((touch_job *)j)->ids);
     free(j);
 }
 
-static void touch_run(mg_auth_job *j)
+static void touch_run(mg_job *j)
 {
     touch_job *tj = (touch_job *)j;
     const char *params[] = {tj->ids.p};
@@ -369,7 +369,7 @@ static void maybe_flush_touches(mg_snapshot *snap)
     touch_job *tj = calloc(1, sizeof(*tj));
     if (tj == NULL)
         return;
-    mg_auth_job_init(&tj->job, NULL, snap);
+    mg_job_init(&tj->job, NULL, snap);
     tj->job.run = touch_run;
     tj->job.destroy = touch_destroy;
     pthread_mutex_lock(&g.touch_mu);
@@ -383,8 +383,8 @@ static void maybe_flush_touches(mg_snapshot *snap)
     g.ntouch = 0;
     pthread_mutex_unlock(&g.touch_mu);
     if (mg_buf_append(&tj->ids, "}", 2) != MG_OK || n == 0 ||
-        mg_auth_pool_submit(mg_auth_db_pool(), &tj->job) != MG_OK)
-        mg_auth_job_release(&tj->job);
+        mg_job_pool_submit(mg_auth_db_pool(), &tj->job) != MG_OK)
+        mg_job_release(&tj->job);
 }
 
 /* ------------------------------------------------------------ stage */
@@ -417,16 +417,16 @@ mg_stage_rc mg_auth_keys_stage(mg_req *req, mg_str key, const char *id)
     }
     key_job *kj = key_job_new(req, req->snap, id, key, rec);
     rec_unref(rec);
-    if (kj == NULL || mg_auth_job_attach(&kj->job, req) != MG_OK) {
+    if (kj == NULL || mg_job_attach(&kj->job, req) != MG_OK) {
         if (kj)
-            mg_auth_job_release(&kj->job);
+            mg_job_release(&kj->job);
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    if (mg_auth_pool_submit(mg_auth_db_pool(), &kj->job) != MG_OK) {
+    if (mg_job_pool_submit(mg_auth_db_pool(), &kj->job) != MG_OK) {
         /* The attach reference is released with the request; this drops
          * the pool's. */
-        mg_auth_job_release(&kj->job);
+        mg_job_release(&kj->job);
         mg_req_respond_error(req, 503, "server_error", "overloaded",
                              "too many credential lookups in flight; try again shortly", 1);
         return MG_STAGE_RESPONDED;

@@ -711,14 +711,14 @@ static cJSON *to_cjson(json_t *j)
 /* ------------------------------------------------------------ login */
 
 typedef struct login_job {
-    mg_auth_job job;
+    mg_job job;
     sso_ctx *ctx;
     char *path, *query, *cookies;
     int status;                    /* 302 ok, else failure */
     mg_buf headers;                /* Location + Set-Cookie lines */
 } login_job;
 
-static void login_destroy(mg_auth_job *j)
+static void login_destroy(mg_job *j)
 {
     login_job *lj = (login_job *)j;
     ctx_unref(lj->ctx);
@@ -761,7 +761,7 @@ static bool rewrite_nonce(const sso_ctx *c, const char *loc, mg_buf *out)
     return had;
 }
 
-static void login_run(mg_auth_job *j)
+static void login_run(mg_job *j)
 {
     login_job *lj = (login_job *)j;
     oauth2_http_request_t *r = lib_request(lj->ctx, lj->path, lj->query, lj->cookies);
@@ -794,7 +794,7 @@ static void login_run(mg_auth_job *j)
     oauth2_http_request_free(g.log, r);
 }
 
-static void login_done(mg_auth_job *j, mg_req *req)
+static void login_done(mg_job *j, mg_req *req)
 {
     login_job *lj = (login_job *)j;
     if (lj->status != 302) {
@@ -805,15 +805,15 @@ static void login_done(mg_auth_job *j, mg_req *req)
     mg_req_respond(req, 302, "text/plain; charset=utf-8", body, sizeof(body) - 1, cstr(&lj->headers));
 }
 
-static bool submit(mg_req *req, mg_auth_job *job, mg_auth_pool *pool)
+static bool submit(mg_req *req, mg_job *job, mg_job_pool *pool)
 {
-    if (mg_auth_job_attach(job, req) != MG_OK) {
-        mg_auth_job_release(job);
+    if (mg_job_attach(job, req) != MG_OK) {
+        mg_job_release(job);
         error_page(req, 503, "The gateway is overloaded. Please try again.", NULL);
         return false;
     }
-    if (pool == NULL || mg_auth_pool_submit(pool, job) != MG_OK) {
-        mg_auth_job_release(job);
+    if (pool == NULL || mg_job_pool_submit(pool, job) != MG_OK) {
+        mg_job_release(job);
         error_page(req, 503, "Too many sign-ins are in progress. Please try again shortly.", NULL);
         return false;
     }
@@ -844,7 +844,7 @@ void mg_auth_sso_login(mg_req *req)
         error_page(req, 503, "The gateway is overloaded. Please try again.", NULL);
         return;
     }
-    mg_auth_job_init(&lj->job, req, req->snap);
+    mg_job_init(&lj->job, req, req->snap);
     lj->job.run = login_run;
     lj->job.done = login_done;
     lj->job.destroy = login_destroy;
@@ -854,7 +854,7 @@ void mg_auth_sso_login(mg_req *req)
     lj->query = qm ? strdup(qm + 1) : NULL;
     lj->cookies = state_cookies(req);
     if (lj->path == NULL) {
-        mg_auth_job_release(&lj->job);
+        mg_job_release(&lj->job);
         error_page(req, 503, "The gateway is overloaded. Please try again.", NULL);
         return;
     }
@@ -918,7 +918,7 @@ fail:
 /* ------------------------------------------------------------ callback */
 
 typedef struct cb_job {
-    mg_auth_job job;
+    mg_job job;
     sso_ctx *ctx;
     char *query, *cookies, *state;
     /* results */
@@ -928,7 +928,7 @@ typedef struct cb_job {
     char sid[SESSION_ID_LEN + 1];
 } cb_job;
 
-static void cb_destroy(mg_auth_job *j)
+static void cb_destroy(mg_job *j)
 {
     cb_job *cj = (cb_job *)j;
     ctx_unref(cj->ctx);
@@ -978,7 +978,7 @@ static bool session_store(const mg_config *cfg, const char *hash_hex, const mg_a
     return ok;
 }
 
-static void cb_run(mg_auth_job *j)
+static void cb_run(mg_job *j)
 {
     cb_job *cj = (cb_job *)j;
     const sso_ctx *c = cj->ctx;
@@ -1080,7 +1080,7 @@ out:
     }
 }
 
-static void cb_done(mg_auth_job *j, mg_req *req)
+static void cb_done(mg_job *j, mg_req *req)
 {
     cb_job *cj = (cb_job *)j;
     if (cj->why) {
@@ -1171,7 +1171,7 @@ void mg_auth_sso_callback(mg_req *req)
         error_page(req, 503, "The gateway is overloaded. Please try again.", NULL);
         return;
     }
-    mg_auth_job_init(&cj->job, req, req->snap);
+    mg_job_init(&cj->job, req, req->snap);
     cj->job.run = cb_run;
     cj->job.done = cb_done;
     cj->job.destroy = cb_destroy;
@@ -1180,7 +1180,7 @@ void mg_auth_sso_callback(mg_req *req)
     cj->cookies = cookies;
     cj->state = strdup(state);
     if (cj->state == NULL) {
-        mg_auth_job_release(&cj->job);
+        mg_job_release(&cj->job);
         error_page(req, 503, "The gateway is overloaded. Please try again.", NULL);
         return;
     }
@@ -1192,7 +1192,7 @@ void mg_auth_sso_callback(mg_req *req)
 typedef enum { USE_STAGE, USE_LOGOUT } sess_use;
 
 typedef struct sess_job {
-    mg_auth_job job;
+    mg_job job;
     sess_use use;
     uint8_t hash[32];
     mg_auth_identity *ident;       /* result; NULL: no live session */
@@ -1200,14 +1200,14 @@ typedef struct sess_job {
     char end_session[1200];        /* logout: where to go next */
 } sess_job;
 
-static void sess_destroy(mg_auth_job *j)
+static void sess_destroy(mg_job *j)
 {
     sess_job *sj = (sess_job *)j;
     mg_auth_identity_unref(sj->ident);
     free(sj);
 }
 
-static void lookup_run(mg_auth_job *j)
+static void lookup_run(mg_job *j)
 {
     sess_job *sj = (sess_job *)j;
     const mg_config *cfg = j->snap->cfg;
@@ -1247,7 +1247,7 @@ static void session_invalid(mg_req *req, sess_use use)
         respond_401(req, true);
 }
 
-static void lookup_done(mg_auth_job *j, mg_req *req)
+static void lookup_done(mg_job *j, mg_req *req)
 {
     sess_job *sj = (sess_job *)j;
     if (sj->db_failed) {
@@ -1304,19 +1304,19 @@ static mg_stage_rc session_resolve(mg_req *req, sess_use use, const uint8_t h[32
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    mg_auth_job_init(&sj->job, req, req->snap);
+    mg_job_init(&sj->job, req, req->snap);
     sj->job.run = lookup_run;
     sj->job.done = lookup_done;
     sj->job.destroy = sess_destroy;
     sj->use = use;
     memcpy(sj->hash, h, 32);
-    if (mg_auth_job_attach(&sj->job, req) != MG_OK) {
-        mg_auth_job_release(&sj->job);
+    if (mg_job_attach(&sj->job, req) != MG_OK) {
+        mg_job_release(&sj->job);
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    if (mg_auth_pool_submit(mg_auth_db_pool(), &sj->job) != MG_OK) {
-        mg_auth_job_release(&sj->job);
+    if (mg_job_pool_submit(mg_auth_db_pool(), &sj->job) != MG_OK) {
+        mg_job_release(&sj->job);
         mg_req_respond_error(req, 503, "server_error", "overloaded",
                              "too many session lookups in flight; try again shortly", 1);
         return MG_STAGE_RESPONDED;
@@ -1341,7 +1341,7 @@ bool mg_auth_sso_session_stage(mg_req *req, mg_stage_rc *rc)
 
 /* ------------------------------------------------------------ logout */
 
-static void revoke_run(mg_auth_job *j)
+static void revoke_run(mg_job *j)
 {
     sess_job *sj = (sess_job *)j;
     char hh[65];
@@ -1368,7 +1368,7 @@ static void logout_answer(mg_req *req, const char *end_session)
     mg_buf_free(&h);
 }
 
-static void revoke_done(mg_auth_job *j, mg_req *req)
+static void revoke_done(mg_job *j, mg_req *req)
 {
     sess_job *sj = (sess_job *)j;
     if (sj->db_failed) {
@@ -1422,7 +1422,7 @@ void mg_auth_sso_logout(mg_req *req)
         error_page(req, 503, "The gateway is overloaded. Please try again.", NULL);
         return;
     }
-    mg_auth_job_init(&sj->job, req, req->snap);
+    mg_job_init(&sj->job, req, req->snap);
     sj->job.run = revoke_run;
     sj->job.done = revoke_done;
     sj->job.destroy = sess_destroy;

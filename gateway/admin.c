@@ -10,7 +10,7 @@
 
 #include "router.h"
 #include "server.h"
-#include "tpool.h"
+#include "jobs.h"
 #include "usage/usage.h"
 #include "policy/policy.h"
 #include "policy/store.h"
@@ -59,56 +59,30 @@ static bool query_get(mg_str q, const char *name, char *out, size_t outsz)
 
 /* ---------------------------------------------------------------- jobs */
 
-/* Every admin call runs as a job on the blocking pool: `run` there, then
- * `respond` back on the request's loop (skipped if the client left first),
- * then `destroy`. Each job struct starts with this header. */
-typedef struct admin_job admin_job;
-struct admin_job {
-    mg_req *req;                   /* NULL once the request went away */
-    void (*run)(admin_job *j);
-    void (*respond)(admin_job *j, mg_req *req);
-    void (*destroy)(admin_job *j);
-};
-
-static void job_run(void *arg)
+/* Every admin call is a job on the admin pool (gateway/jobs.h): `run` there,
+ * then `done` back on the request's loop unless the client left first. The
+ * job holds a snapshot reference, so its database URL stays valid. Hands
+ * j to the pool and parks the request; on failure releases j and answers
+ * 503 with busy_msg. */
+static mg_stage_rc job_start(mg_req *req, mg_job *j, const char *busy_msg)
 {
-    admin_job *j = arg;
-    j->run(j);
-}
-
-static void job_done(void *arg)
-{
-    admin_job *j = arg;
-    mg_req *req = j->req;
-    if (req != NULL) {
-        req->job = NULL;
-        j->respond(j, req);
+    if (mg_job_attach(j, req) != MG_OK) {
+        mg_job_release(j);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return MG_STAGE_RESPONDED;
     }
-    j->destroy(j);
-}
-
-static void job_orphan(void *arg) { ((admin_job *)arg)->req = NULL; }
-
-/* Hands j to the pool and parks the request; on failure destroys j and
- * answers 503 with busy_msg. */
-static mg_stage_rc job_start(mg_req *req, admin_job *j, const char *busy_msg)
-{
-    j->req = req;
-    if (mg_tpool_submit(mg_server_tpool(), req->worker, job_run, job_done, j) != MG_OK) {
-        j->req = NULL;
-        j->destroy(j);
+    if (mg_job_pool_submit(mg_server_admin_jobs(), j) != MG_OK) {
+        mg_job_release(j);   /* the pool's reference; the request's goes with it */
         mg_req_respond_error(req, 503, "server_error", "overloaded", busy_msg, 1);
         return MG_STAGE_RESPONDED;
     }
-    req->job = j;
-    req->job_orphan = job_orphan;
     return MG_STAGE_PARKED;
 }
 
 /* ---------------------------------------------------------------- usage */
 
 typedef struct usage_job {
-    admin_job base;                /* first: the pool sees an admin_job */
+    mg_job job;                    /* first: the pool sees an mg_job */
     char *conninfo;
     char from[16], to[16], group[256], fmt[8];
     char filters[6][128];
@@ -120,7 +94,7 @@ typedef struct usage_job {
 
 static const char *const usage_filter_keys[6] = {"user", "role", "model", "provider", "cost_center", "key"};
 
-static void usage_job_free(admin_job *base)
+static void usage_job_free(mg_job *base)
 {
     usage_job *j = (usage_job *)base;
     free(j->conninfo);
@@ -128,13 +102,13 @@ static void usage_job_free(admin_job *base)
     free(j);
 }
 
-static void usage_job_run(admin_job *base)
+static void usage_job_run(mg_job *base)
 {
     usage_job *j = (usage_job *)base;
     j->rc = mg_usage_report_query(j->conninfo, &j->params, &j->out, j->err, sizeof(j->err));
 }
 
-static void usage_job_respond(admin_job *base, mg_req *req)
+static void usage_job_respond(mg_job *base, mg_req *req)
 {
     usage_job *j = (usage_job *)base;
     if (j->rc == MG_OK) {
@@ -168,10 +142,9 @@ static mg_stage_rc admin_usage(mg_req *req)
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    j->base = (admin_job){.run = usage_job_run, .respond = usage_job_respond, .destroy = usage_job_free};
     mg_str q = req->http->query;
     if (!query_get(q, "from", j->from, sizeof(j->from)) || !query_get(q, "to", j->to, sizeof(j->to))) {
-        usage_job_free(&j->base);
+        usage_job_free(&j->job);
         mg_req_respond_error(req, 400, "invalid_request_error", "invalid_report",
                              "from and to (YYYY-MM-DD) are required", 0);
         return MG_STAGE_RESPONDED;
@@ -183,7 +156,7 @@ static mg_stage_rc admin_usage(mg_req *req)
         if (strcmp(j->fmt, "csv") == 0)
             j->params.format = MG_USAGE_CSV;
         else if (strcmp(j->fmt, "json") != 0) {
-            usage_job_free(&j->base);
+            usage_job_free(&j->job);
             mg_req_respond_error(req, 400, "invalid_request_error", "invalid_report",
                                  "format must be json or csv", 0);
             return MG_STAGE_RESPONDED;
@@ -207,7 +180,11 @@ static mg_stage_rc admin_usage(mg_req *req)
             j->params.filter_value[j->params.nfilter++] = j->filters[i];
         }
     }
-    return job_start(req, &j->base, "too many reports are running; try again");
+    mg_job_init(&j->job, req, req->snap);
+    j->job.run = usage_job_run;
+    j->job.done = usage_job_respond;
+    j->job.destroy = usage_job_free;
+    return job_start(req, &j->job, "too many reports are running; try again");
 }
 
 /* ---------------------------------------------------------------- policy */
@@ -216,7 +193,7 @@ static mg_stage_rc admin_usage(mg_req *req)
  * answers (blocking, database) on a pool thread; permissions are checked
  * there from the list copied here. */
 typedef struct policy_job {
-    admin_job base;                /* first: the pool sees an admin_job */
+    mg_job job;                    /* first: the pool sees an mg_job */
     char *conninfo, *method, *path, *query, *body, *if_match, *actor;
     size_t body_len;
     char *perms[8];
@@ -225,7 +202,7 @@ typedef struct policy_job {
     mg_rc rc;
 } policy_job;
 
-static void policy_job_free(admin_job *base)
+static void policy_job_free(mg_job *base)
 {
     policy_job *j = (policy_job *)base;
     free(j->conninfo);
@@ -249,7 +226,7 @@ static bool job_can(const policy_job *j, const char *perm)
     return false;
 }
 
-static void policy_job_run(admin_job *base)
+static void policy_job_run(mg_job *base)
 {
     policy_job *j = (policy_job *)base;
     if (strncmp(j->path, "/admin/v1/keys", 14) == 0) {
@@ -262,7 +239,7 @@ static void policy_job_run(admin_job *base)
                                    &j->reply);
 }
 
-static void policy_job_respond(admin_job *base, mg_req *req)
+static void policy_job_respond(mg_job *base, mg_req *req)
 {
     policy_job *j = (policy_job *)base;
     if (j->rc != MG_OK) {
@@ -295,7 +272,6 @@ static mg_stage_rc admin_policy(mg_req *req)
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    j->base = (admin_job){.run = policy_job_run, .respond = policy_job_respond, .destroy = policy_job_free};
     const mg_http_header *im = mg_http_header_get(req->http, "if-match");
     const mg_principal *p = &req->principal;
     char actor[256];
@@ -316,11 +292,15 @@ static mg_stage_rc admin_policy(mg_req *req)
     for (size_t i = 0; i < np && i < MG_ARRAY_LEN(j->perms); i++)
         j->perms[j->nperms++] = strdup(perms[i]);
     if (j->conninfo == NULL || j->method == NULL || j->path == NULL || j->actor == NULL) {
-        policy_job_free(&j->base);
+        policy_job_free(&j->job);
         mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
         return MG_STAGE_RESPONDED;
     }
-    return job_start(req, &j->base, "the admin API is busy; try again");
+    mg_job_init(&j->job, req, req->snap);
+    j->job.run = policy_job_run;
+    j->job.done = policy_job_respond;
+    j->job.destroy = policy_job_free;
+    return job_start(req, &j->job, "the admin API is busy; try again");
 }
 
 /* ---------------------------------------------------------------- dispatch */

@@ -87,7 +87,7 @@ struct mg_req {
     int next_stage;
     const struct mg_stage *stages;  /* the route's stage list */
     size_t nstages;
-    void *job;                  /* blocking job in flight (gateway/tpool.h), or NULL */
+    void *job;                  /* what a parked request waits on (a budget lease round), or NULL */
     void (*job_orphan)(void *job); /* called if the request goes away first */
 
     cJSON *json;                /* parsed body (owned; freed with the pool) */

@@ -16,7 +16,7 @@
 #include "metrics.h"
 #include "proxy.h"
 #include "router.h"
-#include "tpool.h"
+#include "jobs.h"
 #include "usage/usage.h"
 #include "auth/auth.h"
 
@@ -70,7 +70,7 @@ struct mg_conn {
 };
 
 static mg_worker *g_workers;
-static mg_tpool *g_tpool;
+static mg_job_pool *g_admin_jobs;  /* admin API calls and usage reports */
 static size_t g_nworkers;
 static atomic_size_t g_open_conns;
 static atomic_bool g_draining;
@@ -84,7 +84,7 @@ size_t mg_server_open_connections(void) { return atomic_load(&g_open_conns); }
 mg_worker *mg_server_worker(size_t i) { return i < g_nworkers ? &g_workers[i] : NULL; }
 size_t mg_server_nworkers(void) { return g_nworkers; }
 bool mg_server_draining(void) { return atomic_load(&g_draining); }
-mg_tpool *mg_server_tpool(void) { return g_tpool; }
+mg_job_pool *mg_server_admin_jobs(void) { return g_admin_jobs; }
 
 /* ---------------------------------------------------------------- I/O */
 
@@ -882,10 +882,10 @@ int mg_server_run(const char *cfg_path, mg_snapshot *snap)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     g_nworkers = snap->cfg->workers > 0 ? (size_t)snap->cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
     g_workers = calloc(g_nworkers, sizeof(*g_workers));
-    g_tpool = mg_tpool_new(4, 256);
-    if (g_workers == NULL || g_tpool == NULL) {
+    g_admin_jobs = mg_job_pool_new("admin", 4, 256, NULL);
+    if (g_workers == NULL || g_admin_jobs == NULL) {
         free(g_workers);
-        mg_tpool_free(g_tpool);
+        mg_job_pool_free(g_admin_jobs);
         return 2;
     }
     int rc = 0;
@@ -972,8 +972,8 @@ int mg_server_run(const char *cfg_path, mg_snapshot *snap)
     }
     /* Blocking jobs finish first; their completions land in the mailboxes,
      * which worker_free runs (their requests are gone, so they clean up). */
-    mg_tpool_free(g_tpool);
-    g_tpool = NULL;
+    mg_job_pool_free(g_admin_jobs);
+    g_admin_jobs = NULL;
     for (size_t i = 0; i < g_nworkers; i++)
         worker_free(&g_workers[i]);
     if (ledger)

@@ -69,8 +69,9 @@ size_t mg_server_open_connections(void);
 mg_worker *mg_server_worker(size_t i);
 size_t mg_server_nworkers(void);
 bool mg_server_draining(void);
-/* The pool for blocking work (database reports, IdP calls). */
-struct mg_tpool *mg_server_tpool(void);
+/* The job pool of the admin API (policy, keys, usage reports: all
+ * blocking database work). */
+struct mg_job_pool *mg_server_admin_jobs(void);
 
 /* Connection hooks used by response.c and proxy.c. */
 void mg_conn_send(mg_conn *c, const char *p, size_t n);

@@ -1,8 +1,8 @@
 /* modelgate — budget leases (see policy/lease.h and docs/policy.md).
  *
- * Why a thread of its own and not the gateway's tpool or the policy store's
+ * Why a thread of its own and not the admin job pool or the policy store's
  * thread: lease work belongs to no request (a refill serves whoever comes
- * next, settlements are batched per round), so the tpool's job-per-request
+ * next, settlements are batched per round), so the job pools' job-per-request
  * shape does not fit, and its 4 threads are shared with reports that may
  * take seconds. The store thread must apply a new policy within a second;
  * a slow budget query on its connection would delay that. So: one thread,
