@@ -33,8 +33,6 @@
 static const char *const chat_fields[] = {
     "model", "messages", "stream", "stream_options", "user", "temperature", "top_p", "max_tokens",
     "max_completion_tokens", "stop", "tools", "tool_choice", "n", NULL};
-static const char *const message_fields[] = {"role", "content", "name", "tool_calls", "tool_call_id",
-                                             "refusal", NULL};
 
 /* ------------------------------------------------------------ SigV4 */
 
@@ -124,49 +122,12 @@ mg_rc mg_bedrock_sigv4(const mg_sigv4 *in, char *auth, size_t authsz, char paylo
 
 /* ------------------------------------------------------------ request */
 
-static cJSON *turn_for(cJSON *messages, const char *role)
+static mg_rc image_block(const char *url, cJSON **block, char *err, size_t errsz)
 {
-    cJSON *last = cJSON_GetArrayItem(messages, cJSON_GetArraySize(messages) - 1);
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(last, "role");
-    if (last && cJSON_IsString(r) && strcmp(r->valuestring, role) == 0)
-        return cJSON_GetObjectItemCaseSensitive(last, "content");
-    cJSON *m = cJSON_CreateObject();
-    if (m == NULL || !cJSON_AddItemToArray(messages, m)) {
-        cJSON_Delete(m);
-        return NULL;
-    }
-    if (cJSON_AddStringToObject(m, "role", role) == NULL)
-        return NULL;
-    return cJSON_AddArrayToObject(m, "content");
-}
-
-static mg_rc add_block(cJSON *blocks, cJSON *b)
-{
-    if (blocks && b && cJSON_AddItemToArray(blocks, b))
-        return MG_OK;
-    cJSON_Delete(b);
-    return MG_ENOMEM;
-}
-
-static mg_rc add_text(cJSON *blocks, const char *text)
-{
-    cJSON *b = cJSON_CreateObject();
-    if (b && !cJSON_AddStringToObject(b, "text", text)) {
-        cJSON_Delete(b);
-        b = NULL;
-    }
-    return add_block(blocks, b);
-}
-
-static mg_rc image_block(const cJSON *part, cJSON *blocks, char *err, size_t errsz)
-{
-    const cJSON *iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
-    const cJSON *url = cJSON_IsString(iu) ? iu : cJSON_GetObjectItemCaseSensitive(iu, "url");
     mg_str mt, data;
     static const char *const formats[] = {"png", "jpeg", "gif", "webp"};
     const char *format = NULL;
-    if (cJSON_IsString(url) && mg_adapter_parse_data_url(url->valuestring, &mt, &data) && mt.n > 6 &&
-        memcmp(mt.p, "image/", 6) == 0) {
+    if (url && mg_adapter_parse_data_url(url, &mt, &data) && mt.n > 6 && memcmp(mt.p, "image/", 6) == 0) {
         mg_str sub = mg_str_make(mt.p + 6, mt.n - 6);
         for (size_t i = 0; i < MG_ARRAY_LEN(formats) && !format; i++)
             if (mg_str_eq(sub, mg_str_c(formats[i])))
@@ -186,147 +147,46 @@ static mg_rc image_block(const cJSON *part, cJSON *blocks, char *err, size_t err
         cJSON_Delete(b);
         return MG_ENOMEM;
     }
-    return add_block(blocks, b);
-}
-
-static mg_rc user_blocks(const cJSON *content, cJSON *blocks, char *err, size_t errsz)
-{
-    if (cJSON_IsString(content))
-        return add_text(blocks, content->valuestring);
-    if (!cJSON_IsArray(content)) {
-        snprintf(err, errsz, "user message content must be a string or an array of parts");
-        return MG_ERR;
-    }
-    const cJSON *part;
-    cJSON_ArrayForEach(part, content) {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-        const char *t = cJSON_IsString(type) ? type->valuestring : "";
-        const cJSON *txt = cJSON_GetObjectItemCaseSensitive(part, "text");
-        mg_rc rc;
-        if (strcmp(t, "text") == 0 && cJSON_IsString(txt)) {
-            rc = add_text(blocks, txt->valuestring);
-        } else if (strcmp(t, "image_url") == 0) {
-            rc = image_block(part, blocks, err, errsz);
-        } else {
-            snprintf(err, errsz, "content part type \"%.40s\" is not supported by bedrock models", t);
-            return MG_ERR;
-        }
-        if (rc != MG_OK)
-            return rc;
-    }
+    *block = b;
     return MG_OK;
 }
 
-static mg_rc assistant_blocks(const cJSON *m, cJSON *blocks, char *err, size_t errsz)
+static cJSON *tool_use_block(const char *id, const char *name, cJSON *input)
 {
-    mg_buf text = {0};
-    mg_rc rc = mg_adapter_text_content(cJSON_GetObjectItemCaseSensitive(m, "content"), "assistant", &text, err, errsz);
-    if (rc == MG_OK && text.len > 0)
-        rc = add_text(blocks, text.p);
-    mg_buf_free(&text);
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
-        if (rc != MG_OK)
-            return rc;
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
-        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
-        if (!cJSON_IsString(id) || !cJSON_IsString(name) || !cJSON_IsString(args)) {
-            snprintf(err, errsz, "tool_calls need id, function.name and function.arguments");
-            return MG_ERR;
-        }
-        cJSON *input = args->valuestring[0] ? cJSON_Parse(args->valuestring) : cJSON_CreateObject();
-        if (!cJSON_IsObject(input)) {
-            cJSON_Delete(input);
-            snprintf(err, errsz, "tool call arguments must be a JSON object for bedrock models");
-            return MG_ERR;
-        }
-        cJSON *b = cJSON_CreateObject();
-        cJSON *tu = b ? cJSON_AddObjectToObject(b, "toolUse") : NULL;
-        if (tu == NULL || !cJSON_AddStringToObject(tu, "toolUseId", id->valuestring) ||
-            !cJSON_AddStringToObject(tu, "name", name->valuestring) || !cJSON_AddItemToObject(tu, "input", input)) {
-            cJSON_Delete(input);
-            cJSON_Delete(b);
-            return MG_ENOMEM;
-        }
-        rc = add_block(blocks, b);
+    cJSON *b = cJSON_CreateObject();
+    cJSON *tu = b ? cJSON_AddObjectToObject(b, "toolUse") : NULL;
+    if (tu == NULL || !cJSON_AddStringToObject(tu, "toolUseId", id) || !cJSON_AddStringToObject(tu, "name", name) ||
+        !cJSON_AddItemToObject(tu, "input", input)) {
+        cJSON_Delete(input);
+        cJSON_Delete(b);
+        return NULL;
     }
-    return rc;
+    return b;
 }
 
-static mg_rc tool_result(const cJSON *m, cJSON *blocks, char *err, size_t errsz)
+static cJSON *tool_result_block(const char *id, const char *text)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
-    if (!cJSON_IsString(id)) {
-        snprintf(err, errsz, "tool messages need a tool_call_id");
-        return MG_ERR;
-    }
-    mg_buf text = {0};
-    mg_rc rc = mg_adapter_text_content(cJSON_GetObjectItemCaseSensitive(m, "content"), "tool", &text, err, errsz);
-    cJSON *b = rc == MG_OK ? cJSON_CreateObject() : NULL;
+    cJSON *b = cJSON_CreateObject();
     cJSON *tr = b ? cJSON_AddObjectToObject(b, "toolResult") : NULL;
     cJSON *content = tr ? cJSON_AddArrayToObject(tr, "content") : NULL;
-    if (rc == MG_OK) {
-        if (content && cJSON_AddStringToObject(tr, "toolUseId", id->valuestring) && add_text(content, text.p) == MG_OK)
-            rc = add_block(blocks, b);
-        else {
-            cJSON_Delete(b);
-            rc = MG_ENOMEM;
-        }
-    }
-    mg_buf_free(&text);
-    return rc;
+    if (content && cJSON_AddStringToObject(tr, "toolUseId", id) &&
+        mg_adapter_add_block(content, mg_adapter_plain_text(text)) == MG_OK)
+        return b;
+    cJSON_Delete(b);
+    return NULL;
 }
 
-static mg_rc translate_messages(const cJSON *msgs, cJSON *body, char *err, size_t errsz)
-{
-    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
-        snprintf(err, errsz, "messages must be a non-empty array");
-        return MG_ERR;
-    }
-    cJSON *out = cJSON_AddArrayToObject(body, "messages");
-    cJSON *sys = cJSON_CreateArray();
-    if (out == NULL || sys == NULL) {
-        cJSON_Delete(sys);
-        return MG_ENOMEM;
-    }
-    mg_rc rc = MG_OK;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, msgs) {
-        rc = mg_adapter_check_fields(m, message_fields, "message", "bedrock", err, errsz);
-        if (rc != MG_OK)
-            break;
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        const char *r = cJSON_IsString(role) ? role->valuestring : "";
-        if (strcmp(r, "system") == 0 || strcmp(r, "developer") == 0) {
-            mg_buf text = {0};
-            rc = mg_adapter_text_content(cJSON_GetObjectItemCaseSensitive(m, "content"), r, &text, err, errsz);
-            if (rc == MG_OK)
-                rc = add_text(sys, text.p);
-            mg_buf_free(&text);
-        } else if (strcmp(r, "user") == 0) {
-            rc = user_blocks(cJSON_GetObjectItemCaseSensitive(m, "content"), turn_for(out, "user"), err, errsz);
-        } else if (strcmp(r, "assistant") == 0) {
-            rc = assistant_blocks(m, turn_for(out, "assistant"), err, errsz);
-        } else if (strcmp(r, "tool") == 0) {
-            rc = tool_result(m, turn_for(out, "user"), err, errsz);
-        } else {
-            snprintf(err, errsz, "message role \"%.20s\" is not supported by bedrock models", r);
-            rc = MG_ERR;
-        }
-        if (rc != MG_OK)
-            break;
-    }
-    if (rc == MG_OK && cJSON_GetArraySize(sys) > 0) {
-        if (!cJSON_AddItemToObject(body, "system", sys))
-            rc = MG_ENOMEM;
-        else
-            sys = NULL;
-    }
-    cJSON_Delete(sys);
-    return rc;
-}
+static const mg_adapter_dialect dialect = {
+    .provider = "bedrock",
+    .turns_key = "messages",
+    .blocks_key = "content",
+    .assistant_role = "assistant",
+    .call_ids = true,
+    .text = mg_adapter_plain_text,
+    .image = image_block,
+    .tool_use = tool_use_block,
+    .tool_result = tool_result_block,
+};
 
 static mg_rc translate_tools(const cJSON *json, cJSON *body, char *err, size_t errsz)
 {
@@ -345,30 +205,22 @@ static mg_rc translate_tools(const cJSON *json, cJSON *body, char *err, size_t e
         return MG_ENOMEM;
     const cJSON *t;
     cJSON_ArrayForEach(t, tools) {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
-        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-        const cJSON *desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
-        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
-        if (!cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0 || !cJSON_IsString(name)) {
-            snprintf(err, errsz, "only function tools with a name are supported by bedrock models");
-            return MG_ERR;
-        }
+        const char *name, *desc;
+        const cJSON *params;
+        mg_rc rc = mg_adapter_function_tool(t, "bedrock", &name, &desc, &params, err, errsz);
+        if (rc != MG_OK)
+            return rc;
         cJSON *o = cJSON_CreateObject();
         cJSON *spec = o ? cJSON_AddObjectToObject(o, "toolSpec") : NULL;
         if (spec == NULL || !cJSON_AddItemToArray(arr, o)) {
             cJSON_Delete(o);
             return MG_ENOMEM;
         }
-        cJSON *schema = cJSON_IsObject(params) ? cJSON_Duplicate(params, true)
-                                               : cJSON_Parse("{\"type\":\"object\",\"properties\":{}}");
         cJSON *is = cJSON_AddObjectToObject(spec, "inputSchema");
-        if (!cJSON_AddStringToObject(spec, "name", name->valuestring) ||
-            (cJSON_IsString(desc) && !cJSON_AddStringToObject(spec, "description", desc->valuestring)) ||
-            schema == NULL || is == NULL || !cJSON_AddItemToObject(is, "json", schema)) {
-            cJSON_Delete(schema);
+        if (!cJSON_AddStringToObject(spec, "name", name) ||
+            (desc && !cJSON_AddStringToObject(spec, "description", desc)) ||
+            !mg_adapter_put(is, "json", mg_adapter_tool_schema(params)))
             return MG_ENOMEM;
-        }
     }
     if (tc == NULL || cJSON_IsNull(tc))
         return MG_OK;
@@ -390,41 +242,31 @@ static mg_rc translate_tools(const cJSON *json, cJSON *body, char *err, size_t e
     return MG_ERR;
 }
 
+/* Sampling parameters go into inferenceConfig. */
+static const mg_adapter_sampling sampling = {
+    .max_tokens = "maxTokens",
+    .numbers = {{"temperature", "temperature", 0, 1}, {"top_p", "topP", 0, 1}},
+    .stop = "stopSequences",
+};
+
 static mg_rc chat_body(mg_req *req, cJSON *body, char *err, size_t errsz)
 {
     const cJSON *json = req->json;
     mg_rc rc = mg_adapter_check_fields(json, chat_fields, "request", "bedrock", err, errsz);
     if (rc == MG_OK)
         rc = mg_adapter_check_n(json, "bedrock", err, errsz);
+    cJSON *system = NULL;
     if (rc == MG_OK)
-        rc = translate_messages(cJSON_GetObjectItemCaseSensitive(json, "messages"), body, err, errsz);
+        rc = mg_adapter_translate_messages(&dialect, cJSON_GetObjectItemCaseSensitive(json, "messages"), body, &system,
+                                           err, errsz);
+    if (system)
+        rc = mg_adapter_put_nonempty(rc, body, "system", system);
     if (rc != MG_OK)
         return rc;
     cJSON *ic = cJSON_CreateObject();
     if (ic == NULL)
         return MG_ENOMEM;
-    int64_t max_tokens;
-    rc = mg_adapter_max_tokens(json, -1, &max_tokens, err, errsz);
-    if (rc == MG_OK && max_tokens > 0 && !cJSON_AddNumberToObject(ic, "maxTokens", (double)max_tokens))
-        rc = MG_ENOMEM;
-    if (rc == MG_OK)
-        rc = mg_adapter_copy_number(json, "temperature", ic, "temperature", 0, 1, err, errsz);
-    if (rc == MG_OK)
-        rc = mg_adapter_copy_number(json, "top_p", ic, "topP", 0, 1, err, errsz);
-    cJSON *stop = NULL;
-    if (rc == MG_OK)
-        rc = mg_adapter_stop_list(json, &stop, err, errsz);
-    if (rc == MG_OK && stop && !cJSON_AddItemToObject(ic, "stopSequences", stop)) {
-        cJSON_Delete(stop);
-        rc = MG_ENOMEM;
-    }
-    if (rc == MG_OK && cJSON_GetArraySize(ic) > 0) {
-        if (!cJSON_AddItemToObject(body, "inferenceConfig", ic))
-            rc = MG_ENOMEM;
-        else
-            ic = NULL;
-    }
-    cJSON_Delete(ic);
+    rc = mg_adapter_put_nonempty(mg_adapter_put_sampling(json, ic, &sampling, err, errsz), body, "inferenceConfig", ic);
     if (rc == MG_OK)
         rc = translate_tools(json, body, err, errsz);
     return rc;
@@ -491,13 +333,7 @@ static mg_rc bedrock_build(mg_req *req, mg_upstream_request *out, char *err, siz
         snprintf(err, errsz, "the bedrock provider has no credentials configured");
         return MG_ERR;
     }
-    cJSON *body = cJSON_CreateObject();
-    if (body == NULL)
-        return MG_ENOMEM;
-    mg_rc rc = chat_body(req, body, err, errsz);
-    if (rc == MG_OK)
-        rc = mg_adapter_set_body(out, body);
-    cJSON_Delete(body);
+    mg_rc rc = mg_adapter_build_json(req, out, chat_body, err, errsz);
     if (rc != MG_OK)
         return rc;
     if (mg_buf_printf(&out->url, "%s/model", p->base_url) != MG_OK ||
@@ -516,10 +352,7 @@ static mg_rc bedrock_build(mg_req *req, mg_upstream_request *out, char *err, siz
         return rc;
     if (sigv4)
         return sign(req, out, err, errsz);
-    rc = mg_adapter_add_headerf(&out->headers, "Authorization: Bearer %s", p->api_key);
-    if (rc == MG_ERR)
-        snprintf(err, errsz, "provider credential too long");
-    return rc;
+    return mg_adapter_add_credential(&out->headers, "Authorization: Bearer %s", p->api_key, err, errsz);
 }
 
 /* ------------------------------------------------------------ replies */
@@ -558,42 +391,25 @@ static mg_rc bedrock_reply(mg_req *req, const char *body, size_t len, mg_buf *ou
         return MG_ERR;
     }
     take_usage(req, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-    mg_buf text = {0};
-    bool any_text = false;
-    cJSON *calls = cJSON_CreateArray();
-    mg_rc rc = calls ? MG_OK : MG_ENOMEM;
+    mg_adapter_message m = {0};
+    mg_rc rc = mg_adapter_message_init(&m);
     const cJSON *b;
     cJSON_ArrayForEach(b, content) {
         if (rc != MG_OK)
             break;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "text");
         const cJSON *tu = cJSON_GetObjectItemCaseSensitive(b, "toolUse");
-        if (cJSON_IsString(t)) {
-            rc = mg_buf_append_str(&text, t->valuestring);
-            any_text = true;
-        } else if (cJSON_IsObject(tu)) {
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(tu, "toolUseId");
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(tu, "name");
-            const cJSON *input = cJSON_GetObjectItemCaseSensitive(tu, "input");
-            char *args = input ? cJSON_PrintUnformatted(input) : NULL;
-            cJSON *tc = mg_adapter_tool_call(-1, cJSON_IsString(id) ? id->valuestring : "",
-                                             cJSON_IsString(name) ? name->valuestring : "", args ? args : "{}");
-            cJSON_free(args);
-            if (tc == NULL || !cJSON_AddItemToArray(calls, tc)) {
-                cJSON_Delete(tc);
-                rc = MG_ENOMEM;
-            }
-        }
+        if (cJSON_IsString(t))
+            rc = mg_adapter_message_text(&m, t->valuestring);
+        else if (cJSON_IsObject(tu))
+            rc = mg_adapter_message_call(&m, -1, mg_adapter_str(cJSON_GetObjectItemCaseSensitive(tu, "toolUseId"), ""),
+                                         mg_adapter_str(cJSON_GetObjectItemCaseSensitive(tu, "name"), ""),
+                                         cJSON_GetObjectItemCaseSensitive(tu, "input"));
         /* reasoningContent blocks are not part of the OpenAI message. */
     }
-    if (rc == MG_OK && mg_buf_reserve(&text, 1) == MG_OK)
-        text.p[text.len] = '\0';
     if (rc == MG_OK)
-        rc = mg_adapter_chat_reply(req, any_text ? text.p : NULL, calls,
-                                   finish_reason(cJSON_GetObjectItemCaseSensitive(j, "stopReason")), out);
-    else
-        cJSON_Delete(calls);
-    mg_buf_free(&text);
+        rc = mg_adapter_message_reply(req, &m, finish_reason(cJSON_GetObjectItemCaseSensitive(j, "stopReason")), out);
+    mg_adapter_message_free(&m);
     cJSON_Delete(j);
     return rc;
 }
@@ -689,43 +505,13 @@ static bool parse_message(mg_str ev, mg_str *event_type, mg_str *message_type, m
     return true;
 }
 
-static mg_rc tools_delta(mg_req *req, cJSON *tc, mg_buf *out)
-{
-    cJSON *d = cJSON_CreateObject();
-    cJSON *arr = d ? cJSON_AddArrayToObject(d, "tool_calls") : NULL;
-    if (tc == NULL || arr == NULL || !cJSON_AddItemToArray(arr, tc)) {
-        cJSON_Delete(tc);
-        cJSON_Delete(d);
-        return MG_ENOMEM;
-    }
-    return mg_adapter_chunk(req, d, NULL, out);
-}
-
-/* Converse numbers content blocks across text and tool use; OpenAI numbers
- * tool calls alone, from 0 (mapping kept in the stream state). */
-static mg_rc tool_index(mg_req *req, const cJSON *block_index, bool create, int64_t *out)
-{
-    char key[32];
-    snprintf(key, sizeof(key), "b%lld", cJSON_IsNumber(block_index) ? (long long)block_index->valuedouble : -1LL);
-    *out = mg_adapter_state_int(req, key, -1);
-    if (*out >= 0 || !create)
-        return MG_OK;
-    *out = mg_adapter_state_int(req, "tools", 0);
-    if (mg_adapter_state_set_int(req, "tools", *out + 1) != MG_OK)
-        return MG_ENOMEM;
-    return mg_adapter_state_set_int(req, key, *out);
-}
-
 static mg_rc bedrock_stream_event(mg_req *req, mg_str ev, mg_buf *out)
 {
     mg_str et, mt, xt, payload;
     if (!parse_message(ev, &et, &mt, &xt, &payload))
         return MG_ERR;
     if (!mg_str_eq(mt, MG_STR_LIT("event"))) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "the model provider reported an error: %.*s", (int)(xt.n > 60 ? 60 : xt.n),
-                 xt.n ? xt.p : "unknown");
-        return mg_adapter_stream_error(req, msg, out);
+        return mg_adapter_stream_error_type(req, xt.n ? xt.p : "", xt.n, out);
     }
     cJSON *j = cJSON_ParseWithLength(payload.p, payload.n);
     if (!cJSON_IsObject(j)) {
@@ -733,24 +519,19 @@ static mg_rc bedrock_stream_event(mg_req *req, mg_str ev, mg_buf *out)
         return MG_ERR;
     }
     mg_rc rc = MG_OK;
+    const cJSON *block = cJSON_GetObjectItemCaseSensitive(j, "contentBlockIndex");
     if (mg_str_eq(et, MG_STR_LIT("messageStart"))) {
-        cJSON *d = cJSON_CreateObject();
-        if (d && cJSON_AddStringToObject(d, "role", "assistant") && cJSON_AddStringToObject(d, "content", "")) {
-            rc = mg_adapter_chunk(req, d, NULL, out);
-        } else {
-            cJSON_Delete(d);
-            rc = MG_ENOMEM;
-        }
+        rc = mg_adapter_chunk_role(req, out);
     } else if (mg_str_eq(et, MG_STR_LIT("contentBlockStart"))) {
         const cJSON *tu = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "start"), "toolUse");
         if (cJSON_IsObject(tu)) {
+            /* Converse numbers content blocks across text and tool use. */
             int64_t idx;
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(tu, "toolUseId");
-            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(tu, "name");
-            rc = tool_index(req, cJSON_GetObjectItemCaseSensitive(j, "contentBlockIndex"), true, &idx);
+            const char *id = mg_adapter_str(cJSON_GetObjectItemCaseSensitive(tu, "toolUseId"), "");
+            const char *nm = mg_adapter_str(cJSON_GetObjectItemCaseSensitive(tu, "name"), "");
+            rc = mg_adapter_stream_tool_index(req, block, true, &idx);
             if (rc == MG_OK)
-                rc = tools_delta(req, mg_adapter_tool_call((int)idx, cJSON_IsString(id) ? id->valuestring : "",
-                                                           cJSON_IsString(nm) ? nm->valuestring : "", ""), out);
+                rc = mg_adapter_chunk_tool_calls(req, mg_adapter_tool_call((int)idx, id, nm, ""), out);
         }
     } else if (mg_str_eq(et, MG_STR_LIT("contentBlockDelta"))) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delta");
@@ -760,11 +541,12 @@ static mg_rc bedrock_stream_event(mg_req *req, mg_str ev, mg_buf *out)
             rc = mg_adapter_chunk_text(req, text->valuestring, strlen(text->valuestring), out);
         } else if (cJSON_IsString(input)) {
             int64_t idx;
-            rc = tool_index(req, cJSON_GetObjectItemCaseSensitive(j, "contentBlockIndex"), false, &idx);
+            rc = mg_adapter_stream_tool_index(req, block, false, &idx);
             if (rc == MG_OK && idx < 0)
                 rc = MG_ERR;
             if (rc == MG_OK && input->valuestring[0])
-                rc = tools_delta(req, mg_adapter_tool_call((int)idx, NULL, NULL, input->valuestring), out);
+                rc = mg_adapter_chunk_tool_calls(req, mg_adapter_tool_call((int)idx, NULL, NULL, input->valuestring),
+                                                 out);
         }
     } else if (mg_str_eq(et, MG_STR_LIT("messageStop"))) {
         rc = mg_adapter_chunk(req, NULL, finish_reason(cJSON_GetObjectItemCaseSensitive(j, "stopReason")), out);

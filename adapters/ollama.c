@@ -20,66 +20,54 @@ static const char *const chat_fields[] = {
     "model", "messages", "stream", "stream_options", "user", "temperature", "top_p", "max_tokens",
     "max_completion_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "response_format",
     "tools", "tool_choice", "n", NULL};
-static const char *const message_fields[] = {"role", "content", "name", "tool_calls", "tool_call_id",
-                                             "refusal", NULL};
-static const char *const embed_fields[] = {"model", "input", "encoding_format", "dimensions", "user", NULL};
+
+/* A user message's parts: Ollama takes one string per message (text parts
+ * joined by a newline) and a list of base64 images. */
+typedef struct user_parts {
+    mg_buf text;
+    cJSON *images;
+} user_parts;
+
+static mg_rc part_text(void *ctx, const char *text)
+{
+    user_parts *u = ctx;
+    if (u->text.len && mg_buf_append(&u->text, "\n", 1) != MG_OK)
+        return MG_ENOMEM;
+    return mg_buf_append_str(&u->text, text);
+}
+
+static mg_rc part_image(void *ctx, const char *url, char *err, size_t errsz)
+{
+    user_parts *u = ctx;
+    mg_str mt, data;
+    if (url == NULL || !mg_adapter_parse_data_url(url, &mt, &data)) {
+        snprintf(err, errsz, "ollama models take images only as base64 data: URLs");
+        return MG_ERR;
+    }
+    return mg_adapter_put(u->images, NULL, cJSON_CreateString(data.p)) ? MG_OK : MG_ENOMEM;
+}
 
 static mg_rc user_content(const cJSON *content, cJSON *msg, char *err, size_t errsz)
 {
     if (cJSON_IsString(content) || content == NULL || cJSON_IsNull(content))
-        return cJSON_AddStringToObject(msg, "content", cJSON_IsString(content) ? content->valuestring : "")
-                   ? MG_OK : MG_ENOMEM;
+        return cJSON_AddStringToObject(msg, "content", mg_adapter_str(content, "")) ? MG_OK : MG_ENOMEM;
     if (!cJSON_IsArray(content)) {
         snprintf(err, errsz, "message content must be a string or an array of parts");
         return MG_ERR;
     }
-    mg_buf text = {0};
-    cJSON *images = cJSON_CreateArray();
-    mg_rc rc = images ? MG_OK : MG_ENOMEM;
-    const cJSON *part;
-    cJSON_ArrayForEach(part, content) {
-        if (rc != MG_OK)
-            break;
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-        const char *t = cJSON_IsString(type) ? type->valuestring : "";
-        const cJSON *txt = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (strcmp(t, "text") == 0 && cJSON_IsString(txt)) {
-            /* One string per message: parts are joined by a newline. */
-            if (text.len)
-                rc = mg_buf_append(&text, "\n", 1);
-            if (rc == MG_OK)
-                rc = mg_buf_append_str(&text, txt->valuestring);
-        } else if (strcmp(t, "image_url") == 0) {
-            const cJSON *iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
-            const cJSON *url = cJSON_IsString(iu) ? iu : cJSON_GetObjectItemCaseSensitive(iu, "url");
-            mg_str mt, data;
-            if (!cJSON_IsString(url) || !mg_adapter_parse_data_url(url->valuestring, &mt, &data)) {
-                snprintf(err, errsz, "ollama models take images only as base64 data: URLs");
-                rc = MG_ERR;
-            } else if (!cJSON_AddItemToArray(images, cJSON_CreateString(data.p))) {
-                rc = MG_ENOMEM;
-            }
-        } else {
-            snprintf(err, errsz, "content part type \"%.40s\" is not supported by ollama models", t);
-            rc = MG_ERR;
-        }
-    }
-    if (rc == MG_OK && mg_buf_reserve(&text, 1) == MG_OK) {
-        text.p[text.len] = '\0';
-        if (!cJSON_AddStringToObject(msg, "content", text.p))
+    user_parts u = {.images = cJSON_CreateArray()};
+    mg_rc rc = u.images ? mg_adapter_each_part(content, "ollama", part_text, part_image, &u, err, errsz) : MG_ENOMEM;
+    if (rc == MG_OK && mg_buf_reserve(&u.text, 1) == MG_OK) {
+        u.text.p[u.text.len] = '\0';
+        if (!cJSON_AddStringToObject(msg, "content", u.text.p))
             rc = MG_ENOMEM;
     }
-    if (rc == MG_OK && cJSON_GetArraySize(images) > 0) {
-        if (!cJSON_AddItemToObject(msg, "images", images))
-            rc = MG_ENOMEM;
-        else
-            images = NULL;
-    }
-    cJSON_Delete(images);
-    mg_buf_free(&text);
+    rc = mg_adapter_put_nonempty(rc, msg, "images", u.images);
+    mg_buf_free(&u.text);
     return rc;
 }
 
+/* Ollama takes OpenAI's tool call shape with the arguments as an object. */
 static mg_rc assistant_tool_calls(const cJSON *calls, cJSON *msg, char *err, size_t errsz)
 {
     if (calls == NULL || cJSON_IsNull(calls) || cJSON_GetArraySize(calls) == 0)
@@ -89,19 +77,11 @@ static mg_rc assistant_tool_calls(const cJSON *calls, cJSON *msg, char *err, siz
         return MG_ENOMEM;
     const cJSON *c;
     cJSON_ArrayForEach(c, calls) {
-        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
-        if (!cJSON_IsString(name) || !cJSON_IsString(args)) {
-            snprintf(err, errsz, "tool_calls need function.name and function.arguments");
-            return MG_ERR;
-        }
-        cJSON *a = args->valuestring[0] ? cJSON_Parse(args->valuestring) : cJSON_CreateObject();
-        if (!cJSON_IsObject(a)) {
-            cJSON_Delete(a);
-            snprintf(err, errsz, "tool call arguments must be a JSON object for ollama models");
-            return MG_ERR;
-        }
+        const char *id, *name;
+        cJSON *a;
+        mg_rc rc = mg_adapter_call_input(c, false, "ollama", &id, &name, &a, err, errsz);
+        if (rc != MG_OK)
+            return rc;
         cJSON *o = cJSON_CreateObject();
         cJSON *f = o ? cJSON_AddObjectToObject(o, "function") : NULL;
         if (f == NULL || !cJSON_AddItemToArray(out, o)) {
@@ -109,10 +89,8 @@ static mg_rc assistant_tool_calls(const cJSON *calls, cJSON *msg, char *err, siz
             cJSON_Delete(o);
             return MG_ENOMEM;
         }
-        if (!cJSON_AddStringToObject(f, "name", name->valuestring) || !cJSON_AddItemToObject(f, "arguments", a)) {
-            cJSON_Delete(a);
+        if (!cJSON_AddStringToObject(f, "name", name) || !mg_adapter_put(f, "arguments", a))
             return MG_ENOMEM;
-        }
     }
     return MG_OK;
 }
@@ -128,11 +106,10 @@ static mg_rc translate_messages(const cJSON *msgs, cJSON *body, char *err, size_
         return MG_ENOMEM;
     const cJSON *m;
     cJSON_ArrayForEach(m, msgs) {
-        mg_rc rc = mg_adapter_check_fields(m, message_fields, "message", "ollama", err, errsz);
+        mg_rc rc = mg_adapter_check_fields(m, mg_adapter_message_fields, "message", "ollama", err, errsz);
         if (rc != MG_OK)
             return rc;
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        const char *r = cJSON_IsString(role) ? role->valuestring : "";
+        const char *r = mg_adapter_str(cJSON_GetObjectItemCaseSensitive(m, "role"), "");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
         cJSON *o = cJSON_CreateObject();
         if (o == NULL || !cJSON_AddItemToArray(out, o))
@@ -225,6 +202,17 @@ static mg_rc translate_tools(const cJSON *json, cJSON *body, char *err, size_t e
     return MG_OK;
 }
 
+/* Sampling parameters go into options (num_predict = max tokens). */
+static const mg_adapter_sampling sampling = {
+    .max_tokens = "num_predict",
+    .numbers = {{"temperature", "temperature", 0, 2},
+                {"top_p", "top_p", 0, 1},
+                {"seed", "seed", -9.2e18, 9.2e18},
+                {"presence_penalty", "presence_penalty", -2, 2},
+                {"frequency_penalty", "frequency_penalty", -2, 2}},
+    .stop = "stop",
+};
+
 static mg_rc chat_body(mg_req *req, cJSON *body, char *err, size_t errsz)
 {
     const cJSON *json = req->json;
@@ -243,34 +231,7 @@ static mg_rc chat_body(mg_req *req, cJSON *body, char *err, size_t errsz)
     cJSON *opt = cJSON_CreateObject();
     if (opt == NULL)
         return MG_ENOMEM;
-    int64_t max_tokens;
-    rc = mg_adapter_max_tokens(json, -1, &max_tokens, err, errsz);
-    if (rc == MG_OK && max_tokens > 0 && !cJSON_AddNumberToObject(opt, "num_predict", (double)max_tokens))
-        rc = MG_ENOMEM;
-    if (rc == MG_OK)
-        rc = mg_adapter_copy_number(json, "temperature", opt, "temperature", 0, 2, err, errsz);
-    if (rc == MG_OK)
-        rc = mg_adapter_copy_number(json, "top_p", opt, "top_p", 0, 1, err, errsz);
-    if (rc == MG_OK)
-        rc = mg_adapter_copy_number(json, "seed", opt, "seed", -9.2e18, 9.2e18, err, errsz);
-    if (rc == MG_OK)
-        rc = mg_adapter_copy_number(json, "presence_penalty", opt, "presence_penalty", -2, 2, err, errsz);
-    if (rc == MG_OK)
-        rc = mg_adapter_copy_number(json, "frequency_penalty", opt, "frequency_penalty", -2, 2, err, errsz);
-    cJSON *stop = NULL;
-    if (rc == MG_OK)
-        rc = mg_adapter_stop_list(json, &stop, err, errsz);
-    if (rc == MG_OK && stop && !cJSON_AddItemToObject(opt, "stop", stop)) {
-        cJSON_Delete(stop);
-        rc = MG_ENOMEM;
-    }
-    if (rc == MG_OK && cJSON_GetArraySize(opt) > 0) {
-        if (!cJSON_AddItemToObject(body, "options", opt))
-            rc = MG_ENOMEM;
-        else
-            opt = NULL;
-    }
-    cJSON_Delete(opt);
+    rc = mg_adapter_put_nonempty(mg_adapter_put_sampling(json, opt, &sampling, err, errsz), body, "options", opt);
     if (rc == MG_OK)
         rc = translate_format(json, body, err, errsz);
     if (rc == MG_OK)
@@ -281,23 +242,10 @@ static mg_rc chat_body(mg_req *req, cJSON *body, char *err, size_t errsz)
 static mg_rc embed_body(mg_req *req, cJSON *body, char *err, size_t errsz)
 {
     const cJSON *json = req->json;
-    mg_rc rc = mg_adapter_check_fields(json, embed_fields, "request", "ollama", err, errsz);
+    mg_rc rc = mg_adapter_check_embeddings(json, "ollama", err, errsz);
     if (rc != MG_OK)
         return rc;
-    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(json, "encoding_format");
-    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && strcmp(fmt->valuestring, "float") == 0)) {
-        snprintf(err, errsz, "ollama embeddings support encoding_format float only");
-        return MG_ERR;
-    }
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(json, "input");
-    bool ok = cJSON_IsString(input) || (cJSON_IsArray(input) && cJSON_GetArraySize(input) > 0);
-    const cJSON *s;
-    if (cJSON_IsArray(input))
-        cJSON_ArrayForEach(s, input) ok = ok && cJSON_IsString(s);
-    if (!ok) {
-        snprintf(err, errsz, "ollama embeddings take input as a string or an array of strings (no token arrays)");
-        return MG_ERR;
-    }
     cJSON *in = cJSON_Duplicate(input, true);
     if (!cJSON_AddStringToObject(body, "model", req->deployment->model) || in == NULL ||
         !cJSON_AddItemToObject(body, "input", in)) {
@@ -317,13 +265,7 @@ static mg_rc ollama_build(mg_req *req, mg_upstream_request *out, char *err, size
         snprintf(err, errsz, "this endpoint cannot be forwarded to an ollama provider");
         return MG_ERR;
     }
-    cJSON *body = cJSON_CreateObject();
-    if (body == NULL)
-        return MG_ENOMEM;
-    mg_rc rc = req->api == MG_API_CHAT ? chat_body(req, body, err, errsz) : embed_body(req, body, err, errsz);
-    if (rc == MG_OK)
-        rc = mg_adapter_set_body(out, body);
-    cJSON_Delete(body);
+    mg_rc rc = mg_adapter_build_json(req, out, req->api == MG_API_CHAT ? chat_body : embed_body, err, errsz);
     if (rc != MG_OK)
         return rc;
     const mg_cfg_provider *p = req->provider;
@@ -335,25 +277,16 @@ static mg_rc ollama_build(mg_req *req, mg_upstream_request *out, char *err, size
     if (rc == MG_OK)
         rc = mg_adapter_add_header(&out->headers, "Expect:");
     /* Ollama itself has no auth; a key is for a proxy in front of it. */
-    if (rc == MG_OK && p->api_key) {
-        rc = mg_adapter_add_headerf(&out->headers, "Authorization: Bearer %s", p->api_key);
-        if (rc == MG_ERR)
-            snprintf(err, errsz, "provider credential too long");
-    }
+    if (rc == MG_OK && p->api_key)
+        rc = mg_adapter_add_credential(&out->headers, "Authorization: Bearer %s", p->api_key, err, errsz);
     return rc;
 }
 
 /* ------------------------------------------------------------ replies */
 
-static int64_t num(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
-}
-
 static void take_usage(mg_req *req, const cJSON *j)
 {
-    int64_t pt = num(j, "prompt_eval_count"), ct = num(j, "eval_count");
+    int64_t pt = mg_adapter_num(j, "prompt_eval_count"), ct = mg_adapter_num(j, "eval_count");
     if (pt >= 0)
         req->usage.prompt_tokens = pt;
     if (ct >= 0)
@@ -364,28 +297,25 @@ static void take_usage(mg_req *req, const cJSON *j)
  * them up, unique within the request). first numbers them. */
 static cJSON *tool_calls(mg_req *req, const cJSON *calls, int first, bool stream)
 {
-    cJSON *out = cJSON_CreateArray();
+    mg_adapter_message m = {0};
+    mg_rc rc = mg_adapter_message_init(&m);
     const cJSON *c;
     int i = first;
     cJSON_ArrayForEach(c, calls) {
-        if (out == NULL)
+        if (rc != MG_OK)
             break;
         const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
-        char *a = args ? cJSON_PrintUnformatted(args) : NULL;
         char id[80];
         snprintf(id, sizeof(id), "call_%s_%d", req->request_id, i);
-        cJSON *tc = mg_adapter_tool_call(stream ? i : -1, id, cJSON_IsString(name) ? name->valuestring : "",
-                                         a ? a : "{}");
-        cJSON_free(a);
-        if (tc == NULL || !cJSON_AddItemToArray(out, tc)) {
-            cJSON_Delete(tc);
-            cJSON_Delete(out);
-            return NULL;
-        }
+        rc = mg_adapter_message_call(&m, stream ? i : -1, id,
+                                     mg_adapter_str(cJSON_GetObjectItemCaseSensitive(fn, "name"), NULL),
+                                     cJSON_GetObjectItemCaseSensitive(fn, "arguments"));
         i++;
     }
+    cJSON *out = rc == MG_OK ? m.calls : NULL;
+    if (out)
+        m.calls = NULL;
+    mg_adapter_message_free(&m);
     return out;
 }
 
@@ -446,16 +376,7 @@ static mg_rc ollama_stream_event(mg_req *req, mg_str ev, mg_buf *out)
         cJSON_Delete(j);
         return rc;
     }
-    if (mg_adapter_state_int(req, "started", 0) == 0) {
-        cJSON *d = cJSON_CreateObject();
-        if (d == NULL || !cJSON_AddStringToObject(d, "role", "assistant") || !cJSON_AddStringToObject(d, "content", "") ||
-            mg_adapter_state_set_int(req, "started", 1) != MG_OK) {
-            cJSON_Delete(d);
-            cJSON_Delete(j);
-            return MG_ENOMEM;
-        }
-        rc = mg_adapter_chunk(req, d, NULL, out);
-    }
+    rc = mg_adapter_chunk_role_once(req, out);
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "message");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
     const cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
@@ -463,17 +384,9 @@ static mg_rc ollama_stream_event(mg_req *req, mg_str ev, mg_buf *out)
         rc = mg_adapter_chunk_text(req, content->valuestring, strlen(content->valuestring), out);
     if (rc == MG_OK && cJSON_GetArraySize(calls) > 0) {
         int64_t first = mg_adapter_state_int(req, "tools", 0);
-        cJSON *tc = tool_calls(req, calls, (int)first, true);
-        cJSON *d = cJSON_CreateObject();
-        if (tc == NULL || d == NULL || !cJSON_AddItemToObject(d, "tool_calls", tc) ||
-            mg_adapter_state_set_int(req, "tools", first + cJSON_GetArraySize(calls)) != MG_OK) {
-            if (d == NULL || !cJSON_HasObjectItem(d, "tool_calls"))
-                cJSON_Delete(tc);
-            cJSON_Delete(d);
-            cJSON_Delete(j);
-            return MG_ENOMEM;
-        }
-        rc = mg_adapter_chunk(req, d, NULL, out);
+        rc = mg_adapter_state_set_int(req, "tools", first + cJSON_GetArraySize(calls));
+        if (rc == MG_OK)
+            rc = mg_adapter_chunk_tool_calls(req, tool_calls(req, calls, (int)first, true), out);
     }
     if (rc == MG_OK && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "done"))) {
         take_usage(req, j);

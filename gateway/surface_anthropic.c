@@ -11,6 +11,8 @@
  */
 #include "surface.h"
 
+#include "adapters/translate.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,18 +42,6 @@ static mg_rc oom(xlate *x)
     snprintf(x->err, x->errsz, "out of memory");
     x->rc = MG_ENOMEM;
     return MG_ENOMEM;
-}
-
-/* Adds item to obj (or to an array when key is NULL); item is freed when it
- * cannot be added, so callers never leak a half-built branch. */
-static bool put(cJSON *obj, const char *key, cJSON *item)
-{
-    if (item == NULL)
-        return false;
-    if (key ? cJSON_AddItemToObject(obj, key, item) : cJSON_AddItemToArray(obj, item))
-        return true;
-    cJSON_Delete(item);
-    return false;
 }
 
 static bool is_key(const cJSON *it, const char *k) { return strcmp(it->string, k) == 0; }
@@ -138,7 +128,7 @@ bad:
 static bool text_part(cJSON *parts, const char *text)
 {
     cJSON *p = cJSON_CreateObject();
-    return put(parts, NULL, p) && cJSON_AddStringToObject(p, "type", "text") &&
+    return mg_adapter_put(parts, NULL, p) && cJSON_AddStringToObject(p, "type", "text") &&
            cJSON_AddStringToObject(p, "text", text);
 }
 
@@ -176,7 +166,7 @@ static mg_rc image_part(xlate *x, const cJSON *blk, const char *where, cJSON *pa
         return fail(x, "%s: image source type \"%.32s\" is not supported (base64 or url)", where, st ? st : "");
     }
     cJSON *p = cJSON_CreateObject();
-    bool ok = put(parts, NULL, p) && cJSON_AddStringToObject(p, "type", "image_url") &&
+    bool ok = mg_adapter_put(parts, NULL, p) && cJSON_AddStringToObject(p, "type", "image_url") &&
               cJSON_AddStringToObject(cJSON_AddObjectToObject(p, "image_url"), "url", url.p);
     mg_buf_free(&url);
     return ok ? MG_OK : oom(x);
@@ -192,15 +182,7 @@ static mg_rc tool_call(xlate *x, const cJSON *blk, const char *where, cJSON *cal
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(blk, "input");
     if (id == NULL || name == NULL || !cJSON_IsObject(input))
         return fail(x, "%s: tool_use needs string id and name and an object input", where);
-    char *args = cJSON_PrintUnformatted(input);
-    if (args == NULL)
-        return oom(x);
-    cJSON *c = cJSON_CreateObject(), *fn = NULL;
-    bool ok = put(calls, NULL, c) && cJSON_AddStringToObject(c, "id", id) &&
-              cJSON_AddStringToObject(c, "type", "function") && (fn = cJSON_AddObjectToObject(c, "function")) &&
-              cJSON_AddStringToObject(fn, "name", name) && cJSON_AddStringToObject(fn, "arguments", args);
-    cJSON_free(args);
-    return ok ? MG_OK : oom(x);
+    return mg_adapter_put(calls, NULL, mg_adapter_tool_call_json(-1, id, name, input)) ? MG_OK : oom(x);
 }
 
 /* tool_result block -> {"role":"tool","tool_call_id","content"} */
@@ -228,7 +210,7 @@ static mg_rc tool_message(xlate *x, const cJSON *blk, const char *where, cJSON *
               mg_buf_append(&b, text, strlen(text) + 1) == MG_OK;
     free(text);
     cJSON *m = ok ? cJSON_CreateObject() : NULL;
-    ok = put(msgs, NULL, m) && cJSON_AddStringToObject(m, "role", "tool") &&
+    ok = mg_adapter_put(msgs, NULL, m) && cJSON_AddStringToObject(m, "role", "tool") &&
          cJSON_AddStringToObject(m, "tool_call_id", id) && cJSON_AddStringToObject(m, "content", b.p);
     mg_buf_free(&b);
     return ok ? MG_OK : oom(x);
@@ -264,7 +246,7 @@ static mg_rc message(xlate *x, const cJSON *m, int mi, cJSON *msgs)
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
     if (cJSON_IsString(content)) {
         cJSON *out = cJSON_CreateObject();
-        bool ok = put(msgs, NULL, out) && cJSON_AddStringToObject(out, "role", role) &&
+        bool ok = mg_adapter_put(msgs, NULL, out) && cJSON_AddStringToObject(out, "role", role) &&
                   cJSON_AddStringToObject(out, "content", content->valuestring);
         return ok ? MG_OK : oom(x);
     }
@@ -315,7 +297,7 @@ static mg_rc message(xlate *x, const cJSON *m, int mi, cJSON *msgs)
         cJSON_Delete(out); /* only tool results: they are the whole turn */
         return MG_OK;
     }
-    if (!finish_message(out, parts, calls) || !put(msgs, NULL, out)) {
+    if (!finish_message(out, parts, calls) || !mg_adapter_put(msgs, NULL, out)) {
         cJSON_Delete(out);
         return oom(x);
     }
@@ -328,7 +310,7 @@ static mg_rc tools(xlate *x, const cJSON *v, cJSON *req)
         return fail(x, "tools must be an array");
     static const char *const keys[] = {"type", "name", "description", "input_schema", NULL};
     cJSON *arr = cJSON_CreateArray();
-    if (!put(req, "tools", arr))
+    if (!mg_adapter_put(req, "tools", arr))
         return oom(x);
     const cJSON *t;
     int i = 0;
@@ -350,10 +332,10 @@ static mg_rc tools(xlate *x, const cJSON *v, cJSON *req)
         if (name == NULL || !cJSON_IsObject(schema) || (desc && !cJSON_IsString(desc)))
             return fail(x, "%s needs a string name, an object input_schema and an optional string description", w);
         cJSON *tool = cJSON_CreateObject(), *fn = NULL;
-        if (!put(arr, NULL, tool) || !cJSON_AddStringToObject(tool, "type", "function") ||
+        if (!mg_adapter_put(arr, NULL, tool) || !cJSON_AddStringToObject(tool, "type", "function") ||
             !(fn = cJSON_AddObjectToObject(tool, "function")) || !cJSON_AddStringToObject(fn, "name", name) ||
             (desc && !cJSON_AddStringToObject(fn, "description", desc->valuestring)) ||
-            !put(fn, "parameters", cJSON_Duplicate(schema, true)))
+            !mg_adapter_put(fn, "parameters", cJSON_Duplicate(schema, true)))
             return oom(x);
     }
     return MG_OK;
@@ -388,9 +370,9 @@ static mg_rc tool_choice(xlate *x, const cJSON *v, cJSON *req)
     } else {
         return fail(x, "tool_choice type \"%.32s\" is not supported (auto, any, tool, none)", type);
     }
-    if (!put(req, "tool_choice", choice))
+    if (!mg_adapter_put(req, "tool_choice", choice))
         return oom(x);
-    if (cJSON_IsTrue(dp) && !put(req, "parallel_tool_calls", cJSON_CreateFalse()))
+    if (cJSON_IsTrue(dp) && !mg_adapter_put(req, "parallel_tool_calls", cJSON_CreateFalse()))
         return oom(x);
     return MG_OK;
 }
@@ -399,7 +381,7 @@ static mg_rc number_field(xlate *x, const cJSON *v, cJSON *req, const char *to)
 {
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return fail(x, "%s must be a number", v->string);
-    return put(req, to, cJSON_CreateNumber(v->valuedouble)) ? MG_OK : oom(x);
+    return mg_adapter_put(req, to, cJSON_CreateNumber(v->valuedouble)) ? MG_OK : oom(x);
 }
 
 static mg_rc top_field(xlate *x, const cJSON *v, cJSON *req, bool *stream)
@@ -408,7 +390,7 @@ static mg_rc top_field(xlate *x, const cJSON *v, cJSON *req, bool *stream)
     if (strcmp(k, "model") == 0) {
         if (!cJSON_IsString(v) || v->valuestring[0] == '\0')
             return fail(x, "model must be a non-empty string");
-        return put(req, "model", cJSON_CreateString(v->valuestring)) ? MG_OK : oom(x);
+        return mg_adapter_put(req, "model", cJSON_CreateString(v->valuestring)) ? MG_OK : oom(x);
     }
     if (strcmp(k, "max_tokens") == 0) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e9 ||
@@ -432,7 +414,7 @@ static mg_rc top_field(xlate *x, const cJSON *v, cJSON *req, bool *stream)
             if (!cJSON_IsString(s))
                 return fail(x, "stop_sequences must be an array of strings");
         }
-        return put(req, "stop", cJSON_Duplicate(v, true)) ? MG_OK : oom(x);
+        return mg_adapter_put(req, "stop", cJSON_Duplicate(v, true)) ? MG_OK : oom(x);
     }
     if (strcmp(k, "metadata") == 0) {
         static const char *const keys[] = {"user_id", NULL};
@@ -443,7 +425,7 @@ static mg_rc top_field(xlate *x, const cJSON *v, cJSON *req, bool *stream)
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "user_id");
         if (u && !cJSON_IsString(u) && !cJSON_IsNull(u))
             return fail(x, "metadata.user_id must be a string");
-        if (cJSON_IsString(u) && !put(req, "user", cJSON_CreateString(u->valuestring)))
+        if (cJSON_IsString(u) && !mg_adapter_put(req, "user", cJSON_CreateString(u->valuestring)))
             return oom(x);
         return MG_OK;
     }
@@ -475,7 +457,7 @@ static cJSON *translate_request(const cJSON *in, bool *stream, xlate *x)
             goto out;
         }
     }
-    if (!put(req, "messages", msgs))
+    if (!mg_adapter_put(req, "messages", msgs))
         goto nomem;
     if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(in, "model"))) {
         fail(x, "model is required");
@@ -491,7 +473,7 @@ static cJSON *translate_request(const cJSON *in, bool *stream, xlate *x)
         if (text == NULL)
             goto out;
         cJSON *m = cJSON_CreateObject();
-        bool ok = put(msgs, NULL, m) && cJSON_AddStringToObject(m, "role", "system") &&
+        bool ok = mg_adapter_put(msgs, NULL, m) && cJSON_AddStringToObject(m, "role", "system") &&
                   cJSON_AddStringToObject(m, "content", text);
         free(text);
         if (!ok)
@@ -592,12 +574,12 @@ static mg_rc add_tool_block(cJSON *content, const cJSON *call)
         return MG_ERR;
     }
     cJSON *b = cJSON_CreateObject();
-    if (!put(content, NULL, b) || !cJSON_AddStringToObject(b, "type", "tool_use") ||
+    if (!mg_adapter_put(content, NULL, b) || !cJSON_AddStringToObject(b, "type", "tool_use") ||
         !cJSON_AddStringToObject(b, "id", id) || !cJSON_AddStringToObject(b, "name", name)) {
         cJSON_Delete(input);
         return MG_ENOMEM;
     }
-    return put(b, "input", input) ? MG_OK : MG_ENOMEM;
+    return mg_adapter_put(b, "input", input) ? MG_OK : MG_ENOMEM;
 }
 
 static mg_rc reply_content(cJSON *content, const cJSON *msg)
