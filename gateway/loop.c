@@ -15,6 +15,7 @@ struct mg_loop {
     mg_io wake_io;
     bool stopping;
     uint64_t now;
+    bool due_now;          /* a timer was armed with no delay during this batch */
     mg_timer **heap;
     size_t nheap, capheap;
     void **graveyard;
@@ -134,6 +135,8 @@ void mg_timer_disarm(mg_loop *loop, mg_timer *t)
 mg_rc mg_timer_arm(mg_loop *loop, mg_timer *t, uint64_t delay_ms)
 {
     uint64_t when = mg_now_ms() + delay_ms;
+    if (delay_ms == 0)
+        loop->due_now = true;
     if (t->heap_idx != SIZE_MAX) {
         uint64_t old = t->when_ms;
         t->when_ms = when;
@@ -160,6 +163,7 @@ mg_rc mg_timer_arm(mg_loop *loop, mg_timer *t, uint64_t delay_ms)
 
 static void run_timers(mg_loop *loop)
 {
+    loop->due_now = false;
     loop->now = mg_now_ms();
     while (loop->nheap > 0 && loop->heap[0]->when_ms <= loop->now) {
         mg_timer *t = loop->heap[0];
@@ -188,6 +192,14 @@ void mg_loop_run(mg_loop *loop, void (*idle)(void *), void (*wake)(void *), void
         for (int i = 0; i < n; i++) {
             mg_io *io = evs[i].data.ptr;
             io->cb(io, evs[i].events);
+            /* A timer armed with no delay (libcurl asking to start a transfer
+             * that a request just added) runs now, not after the rest of
+             * the batch: otherwise the first request of a batch of N waits
+             * for N-1 others to be parsed before its upstream send. Safe
+             * because objects closed by a callback are freed only after the
+             * batch (mg_loop_defer_free) and ignore their late events. */
+            if (loop->due_now)
+                run_timers(loop);
         }
         run_timers(loop);
         for (size_t i = 0; i < loop->ngrave; i++)

@@ -3,6 +3,7 @@
  */
 #include "pipeline.h"
 
+#include "adapters/adapter.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -65,17 +66,19 @@ static void json_field_str(mg_buf *b, const char *name, const char *v)
         mg_buf_append_str(b, "null");
 }
 
-/* One ledger event for a request that was forwarded upstream (however it
- * ended); requests refused before forwarding have no ledger row. */
-static void record_usage(mg_req *req, int status, uint64_t dur_us)
+/* ---- usage ledger records (docs/ledger.md) ----
+ * Each forwarded request journals a start record when it is first sent
+ * upstream and a final record when its answer is about to complete (or,
+ * if it ends any other way, in the record stage); the shipper lets the
+ * final replace the start. A process killed mid-request leaves the start. */
+
+static void fill_event(mg_req *req, mg_usage_event *ev, int status, uint64_t dur_us)
 {
-    if (req->t_upstream_us == 0 || req->provider == NULL)
-        return;
     const mg_cfg_model *m = req->model;
     int64_t pt = req->usage.prompt_tokens > 0 ? req->usage.prompt_tokens : 0;
     int64_t ct = req->usage.completion_tokens > 0 ? req->usage.completion_tokens : 0;
     double in = m && m->has_price ? m->input_per_mtok : 0, out = m && m->has_price ? m->output_per_mtok : 0;
-    mg_usage_event ev = {
+    *ev = (mg_usage_event){
         .request_id = req->request_id,
         .ts_ms = req->t_start_wall_ms,
         .subject = req->principal.subject,
@@ -85,11 +88,12 @@ static void record_usage(mg_req *req, int status, uint64_t dur_us)
         .cost_center = req->principal.cost_center,
         .model = req->model_name,
         .served_model = m ? m->name : NULL,
-        .provider = req->provider->name,
+        .provider = req->provider ? req->provider->name : NULL,
         .upstream_model = req->deployment ? req->deployment->model : NULL,
         .status = status,
         .prompt_tokens = pt,
         .completion_tokens = ct,
+        /* the price of the snapshot the request started under: the price in force */
         .cost_usd = ((double)pt * in + (double)ct * out) / 1e6,
         .input_per_mtok = in,
         .output_per_mtok = out,
@@ -100,6 +104,61 @@ static void record_usage(mg_req *req, int status, uint64_t dur_us)
         .decision = req->decision,
         .error_code = req->error_code,
     };
+}
+
+mg_rc mg_pipeline_forward_started(mg_req *req)
+{
+    if (req->t_upstream_us != 0 || req->provider == NULL)
+        return MG_OK;   /* a retry or fallback: the start record is written */
+    mg_usage_event ev;
+    fill_event(req, &ev, 0, 0);
+    ev.incomplete = true;
+    ev.estimated = true;
+    ev.prompt_tokens = mg_adapter_estimate_tokens(req->body.n);
+    ev.completion_tokens = 0;
+    ev.cost_usd = (double)ev.prompt_tokens * ev.input_per_mtok / 1e6;
+    ev.error_code = NULL;
+    if (mg_usage_record((size_t)req->worker->id, &ev) != MG_OK) {
+        mg_log_error("usage journal write failed for request %s; not forwarding it", req->request_id);
+        return MG_ERR;
+    }
+    return MG_OK;
+}
+
+mg_rc mg_pipeline_record_final(mg_req *req, int status)
+{
+    if (req->t_upstream_us == 0 || req->usage_final)
+        return MG_OK;
+    if (req->usage.prompt_tokens < 0) {
+        req->usage.prompt_tokens = mg_adapter_estimate_tokens(req->body.n);
+        req->usage.estimated = true;
+    }
+    if (req->usage.completion_tokens < 0) {
+        req->usage.completion_tokens = mg_adapter_estimate_tokens(req->usage.output_chars);
+        req->usage.estimated = true;
+    }
+    mg_usage_event ev;
+    fill_event(req, &ev, status, mg_now_us() - req->t_start_us);
+    size_t w = (size_t)req->worker->id;
+    if (mg_usage_record(w, &ev) != MG_OK) {
+        mg_log_error("usage journal write failed for request %s; refusing its answer", req->request_id);
+        return MG_ERR;
+    }
+    req->usage_final = true;
+    return MG_OK;
+}
+
+/* The final record of a forwarded request that did not write it early
+ * (errors, cut streams, client gone); requests refused before forwarding
+ * have no ledger row. */
+static void record_usage(mg_req *req, int status, uint64_t dur_us)
+{
+    if (req->t_upstream_us == 0 || req->provider == NULL)
+        return;
+    if (req->usage_final)
+        return;   /* written before the last byte (mg_pipeline_record_final) */
+    mg_usage_event ev;
+    fill_event(req, &ev, status, dur_us);
     if (mg_usage_record((size_t)req->worker->id, &ev) != MG_OK)
         mg_log_error("usage journal write failed for request %s; refusing new requests until it recovers",
                      req->request_id);

@@ -114,6 +114,8 @@ struct mg_req {
     uint64_t t_start_us, t_upstream_us, t_first_byte_us;
     int64_t t_start_wall_ms;    /* wall clock at the start, for the ledger */
     const char *decision;       /* policy rule names for the ledger, or NULL */
+    bool usage_final;           /* the final ledger record is journalled (before the
+                                   last byte); the record stage writes no other */
     const char *extra_headers;  /* more response headers, each "Name: value\r\n" (pool),
                                    or NULL; sent with any response head, errors included */
     struct mg_policy_effective *policy; /* the caller's effective policy (pool), NULL for master */
@@ -139,6 +141,21 @@ extern const mg_stage mg_pipeline_api[];
 extern const size_t mg_pipeline_api_len;
 extern const mg_stage mg_pipeline_admin[];
 extern const size_t mg_pipeline_admin_len;
+
+/* Ledger hooks of the forwarding code (docs/ledger.md). Called each time an
+ * upstream transfer is about to start; the first time for a request it
+ * journals the start record (status 0, incomplete, estimated prompt
+ * tokens). MG_ERR if the record could not be written: the caller must not
+ * forward (answer 503 usage_journal_unavailable). */
+mg_rc mg_pipeline_forward_started(mg_req *req);
+/* Journals the request's final record now, before its last bytes are queued
+ * (status as the client will see it); the record stage at the end then
+ * writes nothing more, and a second call writes nothing and returns MG_OK.
+ * MG_ERR if the write failed: the caller refuses to deliver the rest
+ * (non-streamed: 503 usage_journal_unavailable instead of the body; stream:
+ * an error event instead of its end). Token counts the provider did not
+ * report are estimated first, as at the end. */
+mg_rc mg_pipeline_record_final(mg_req *req, int status);
 
 /* Runs req->stages from req->next_stage on. */
 void mg_pipeline_run(mg_req *req);

@@ -33,6 +33,7 @@ struct mg_upstream {
     mg_req *req;
     mg_worker *w;
     CURL *easy;
+    bool custom_ca;          /* easy has CURLOPT_CAINFO set */
     const mg_adapter_ops *ops;
     mg_upstream_request ureq;
     long status;
@@ -76,25 +77,55 @@ typedef struct mg_curl_sock {
 
 static void check_done(mg_worker *w);
 
-/* Idle easy handles, reset and reused: curl_easy_init/cleanup per request
- * is measurable at full load. Connections live in the multi handle's cache
- * either way. */
-static CURL *easy_get(mg_worker *w)
+static size_t on_header(char *buf, size_t size, size_t n, void *arg);
+static size_t on_body(char *buf, size_t size, size_t n, void *arg);
+
+/* The options every transfer shares. They are set once per easy handle, not
+ * per transfer: curl_easy_reset plus ~20 setopts per request was a
+ * measurable share of the per-request cost (bench/RESULTS.md, profile). */
+static void easy_defaults(CURL *e)
 {
-    if (w->neasy > 0) {
-        CURL *e = w->easy_pool[--w->neasy];
-        curl_easy_reset(e);
-        return e;
-    }
-    return curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 }
 
-static void easy_put(mg_worker *w, CURL *e)
+/* Idle easy handles, reused with their shared options in place:
+ * curl_easy_init/cleanup per request is measurable at full load.
+ * Connections live in the multi handle's cache either way. */
+static CURL *easy_get(mg_worker *w)
 {
-    if (w->neasy < MG_ARRAY_LEN(w->easy_pool))
+    if (w->neasy > 0)
+        return w->easy_pool[--w->neasy];
+    CURL *e = curl_easy_init();
+    if (e)
+        easy_defaults(e);
+    return e;
+}
+
+/* `needs_reset`: the handle carries state a later transfer must not
+ * inherit: a CURLOPT_CAINFO (setting it back to NULL would drop the system
+ * bundle rather than restore it) or a pause left by a transfer removed
+ * while paused. Such a handle goes back to libcurl's defaults first. */
+static void easy_put(mg_worker *w, CURL *e, bool needs_reset)
+{
+    if (w->neasy < MG_ARRAY_LEN(w->easy_pool)) {
+        if (needs_reset) {
+            curl_easy_reset(e);
+            easy_defaults(e);
+        }
         w->easy_pool[w->neasy++] = e;
-    else
+    } else {
         curl_easy_cleanup(e);
+    }
 }
 
 /* ---------------------------------------------------------------- curl glue */
@@ -241,8 +272,9 @@ static void attempt_reset(mg_upstream *up)
     mg_timer_disarm(w->loop, &up->timer);
     if (up->easy) {
         curl_multi_remove_handle(w->multi, up->easy);
-        easy_put(w, up->easy);
+        easy_put(w, up->easy, up->custom_ca || up->paused);
         up->easy = NULL;
+        up->custom_ca = false;
     }
     curl_slist_free_all(up->ureq.headers);
     up->ureq.headers = NULL;
@@ -411,6 +443,12 @@ static void relay_events(mg_upstream *up, bool at_end)
         if (up->out.len && mg_pipeline_filter_output(req, &up->out, true) != MG_OK) {
             stream_error_event(up, req->error_code ? req->error_code : "content_blocked",
                                "the reply was stopped by a content filter");
+            up->stream_done = true;
+            break;
+        }
+        if (rc == MG_DONE && mg_pipeline_record_final(req, req->status ? req->status : 200) != MG_OK) {
+            /* ledger: the final record before the stream's end, or no end */
+            stream_error_event(up, "usage_journal_unavailable", "usage recording is unavailable");
             up->stream_done = true;
             break;
         }
@@ -643,6 +681,7 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
         }
         estimate_usage(req);
         upstream_free(up);
+        mg_pipeline_record_final(req, req->status ? req->status : 200);   /* ledger, before the end chunk */
         mg_req_stream_end(req);
         return;
     }
@@ -697,6 +736,12 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
         }
         mg_buf_free(&out);
         out = client;
+    }
+    if (mg_pipeline_record_final(req, 200) != MG_OK) {   /* ledger: recorded before the body, or refused */
+        mg_buf_free(&out);
+        mg_req_respond_error(req, 503, "server_error", "usage_journal_unavailable",
+                             "usage recording is unavailable; try again later", 5);
+        return;
     }
     mg_req_respond(req, 200, "application/json", out.p ? out.p : "", out.len, NULL);
     mg_buf_free(&out);
@@ -770,32 +815,34 @@ static bool launch(mg_upstream *up)
         return false;
     }
     up->easy = e;
+    /* Only what changes from one transfer to the next; the shared options
+     * are already on the handle (easy_defaults). */
     curl_easy_setopt(e, CURLOPT_URL, up->ureq.url.p);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, up->ureq.headers);
     if (strcmp(up->ureq.method, "POST") == 0) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)up->ureq.body.len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, up->ureq.body.p ? up->ureq.body.p : "");
     } else {
+        /* a pooled handle may still point at an earlier transfer's body */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     }
     curl_easy_setopt(e, CURLOPT_PRIVATE, up);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, up);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, up);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)lim->upstream_connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)lim->upstream_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (req->provider->tls_ca)
+    if (req->provider->tls_ca) {
         curl_easy_setopt(e, CURLOPT_CAINFO, req->provider->tls_ca);
+        up->custom_ca = true;
+    }
+    if (mg_pipeline_forward_started(req) != MG_OK) {   /* ledger start record: docs/ledger.md */
+        upstream_free(up);
+        mg_req_respond_error(req, 503, "server_error", "usage_journal_unavailable",
+                             "usage recording is unavailable; try again later", 5);
+        return false;
+    }
     req->t_upstream_us = mg_now_us();
     req->t_first_byte_us = 0;
     if (curl_multi_add_handle(req->worker->multi, e) != CURLM_OK) {

@@ -18,6 +18,7 @@
 #include "router.h"
 #include "jobs.h"
 #include "usage/usage.h"
+#include "policy/store_int.h"
 #include "auth/auth.h"
 
 #include <arpa/inet.h>
@@ -892,6 +893,7 @@ int mg_server_run(const char *cfg_path, mg_snapshot *snap)
     bool ledger = snap->cfg->journal_dir != NULL;
     if (ledger) {
         mg_buf errs = {0};
+        mg_usage_set_audit(mg_policy_audit_append);   /* price changes join the audit chain */
         if (mg_usage_start(snap->cfg, g_nworkers, &errs) != MG_OK) {
             mg_log_error("usage ledger: %.*s", (int)errs.len, errs.p ? errs.p : "cannot start");
             rc = 2;
@@ -930,6 +932,11 @@ int mg_server_run(const char *cfg_path, mg_snapshot *snap)
                         mg_log_warn("reload: identity provider: %.*s", (int)aerrs.len, aerrs.p ? aerrs.p : "");
                     mg_buf_free(&aerrs);
                     apply_logging(next->cfg);
+                    /* New prices are in force from now: the ledger records them. */
+                    struct timespec wall;
+                    clock_gettime(CLOCK_REALTIME, &wall);
+                    mg_usage_prices_update(next->cfg, next->generation,
+                                           (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
                     workers_post(next, false, false);
                     mg_snapshot_unref(snap);
                     snap = next;

@@ -32,6 +32,8 @@
 
 static mg_usage_ledger *g_ledger;
 
+static void free_prices(mg_usage_price *p, size_t n);
+
 /* ---- codec ---------------------------------------------------------------- */
 
 static uint32_t crc_table[256];
@@ -176,9 +178,11 @@ mg_rc mg_usage_encode(mg_buf *b, const mg_usage_event *ev)
     if (rc == MG_OK) rc = put_num(b, "input_per_mtok", ev->input_per_mtok);
     if (rc == MG_OK) rc = put_num(b, "output_per_mtok", ev->output_per_mtok);
     if (rc == MG_OK)
-        rc = mg_buf_printf(b, ",\"latency_ms\":%lld,\"stream\":%s,\"estimated\":%s,\"client_gone\":%s",
+        rc = mg_buf_printf(b, ",\"latency_ms\":%lld,\"stream\":%s,\"estimated\":%s,\"client_gone\":%s"
+                           ",\"incomplete\":%s",
                            (long long)ev->latency_ms, ev->stream ? "true" : "false",
-                           ev->estimated ? "true" : "false", ev->client_gone ? "true" : "false");
+                           ev->estimated ? "true" : "false", ev->client_gone ? "true" : "false",
+                           ev->incomplete ? "true" : "false");
     if (rc == MG_OK) rc = put_decision(b, ev->decision);
     if (rc == MG_OK) rc = put_str(b, "error_code", ev->error_code);
     if (rc == MG_OK) rc = mg_buf_append(b, "}", 1);
@@ -536,9 +540,7 @@ static void ledger_free(mg_usage_ledger *L)
     }
     if (L->dirfd >= 0) { fsync(L->dirfd); close(L->dirfd); }
     if (L->lockfd >= 0) close(L->lockfd);
-    for (size_t i = 0; i < L->nprices; i++)
-        free(L->prices[i].model);
-    free(L->prices);
+    free_prices(L->prices, L->nprices);
     free(L->w);
     free(L->dir);
     free(L->conninfo);
@@ -559,23 +561,80 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
     return (errno || *end || v == 0) ? dflt : (uint64_t)v;
 }
 
-static mg_rc copy_prices(mg_usage_ledger *L, const mg_config *cfg)
+static void free_prices(mg_usage_price *p, size_t n)
 {
-    L->prices = calloc(cfg->nmodels ? cfg->nmodels : 1, sizeof *L->prices);
-    if (L->prices == NULL)
+    for (size_t i = 0; i < n; i++)
+        free(p[i].model);
+    free(p);
+}
+
+/* The config's priced models as a new array (caller frees with free_prices). */
+static mg_rc copy_prices(const mg_config *cfg, mg_usage_price **out, size_t *nout)
+{
+    mg_usage_price *v = calloc(cfg->nmodels ? cfg->nmodels : 1, sizeof *v);
+    size_t n = 0;
+    if (v == NULL)
         return MG_ENOMEM;
     for (size_t i = 0; i < cfg->nmodels; i++) {
         const mg_cfg_model *m = &cfg->models[i];
         if (!m->has_price)
             continue;
-        mg_usage_price *p = &L->prices[L->nprices];
-        if ((p->model = strdup(m->name)) == NULL)
+        mg_usage_price *p = &v[n];
+        if ((p->model = strdup(m->name)) == NULL) {
+            free_prices(v, n);
             return MG_ENOMEM;
+        }
         p->in = m->input_per_mtok;
         p->out = m->output_per_mtok;
-        L->nprices++;
+        n++;
     }
+    *out = v;
+    *nout = n;
     return MG_OK;
+}
+
+static bool same_prices(const mg_usage_price *a, size_t na, const mg_usage_price *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i].model, b[i].model) != 0 || a[i].in != b[i].in || a[i].out != b[i].out)
+            return false;
+    return true;
+}
+
+void mg_usage_prices_update(const mg_config *cfg, uint64_t generation, int64_t effective_ms)
+{
+    mg_usage_ledger *L = g_ledger;
+    if (L == NULL)
+        return;
+    mg_usage_price *v;
+    size_t n;
+    if (copy_prices(cfg, &v, &n) != MG_OK) {
+        mg_log_error("usage ledger: out of memory recording new prices");
+        return;
+    }
+    pthread_mutex_lock(&L->mu);
+    bool changed = false;
+    if (generation > L->cfg_gen) {
+        L->cfg_gen = generation;
+        if (!same_prices(L->prices, L->nprices, v, n)) {
+            mg_usage_price *old = L->prices;
+            size_t nold = L->nprices;
+            L->prices = v;
+            L->nprices = n;
+            v = old;
+            n = nold;
+            L->prices_eff_ms = effective_ms;
+            L->prices_gen++;
+            changed = true;
+            pthread_cond_broadcast(&L->cv);   /* the shipper records them now, not at its next batch */
+        }
+    }
+    pthread_mutex_unlock(&L->mu);
+    free_prices(v, n);
+    if (changed)
+        mg_log_info("usage ledger: prices changed (config generation %llu)", (unsigned long long)generation);
 }
 
 static uint64_t max_seq_in_dir(int dirfd)
@@ -619,8 +678,11 @@ mg_rc mg_usage_start(const mg_config *cfg, size_t nworkers, mg_buf *errs)
     L->dir = strdup(cfg->journal_dir);
     L->conninfo = cfg->database_url ? strdup(cfg->database_url) : NULL;
     L->w = calloc(nworkers, sizeof *L->w);
+    L->prices_gen = 1;
+    L->cfg_gen = 0;
+    L->prices_eff_ms = mg_usage_wall_ms();
     if (L->dir == NULL || (cfg->database_url && L->conninfo == NULL) || L->w == NULL ||
-        copy_prices(L, cfg) != MG_OK) {
+        copy_prices(cfg, &L->prices, &L->nprices) != MG_OK) {
         ledger_free(L);
         return MG_ENOMEM;
     }

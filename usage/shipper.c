@@ -1,14 +1,17 @@
 /* modelgate — usage shipper: journal segments -> PostgreSQL, exactly once.
  *
  * One thread, one libpq connection, never touched by workers. Each round it
- * reads records from the checkpoint on (at most 1000 or 8 MiB), COPYs them
- * into a temp table and moves them into usage_events in one statement whose
- * dedup key is usage_request_ids.request_id (ON CONFLICT DO NOTHING) and
- * which adds exactly the inserted rows to usage_rollup_daily, commits,
- * and only then rewrites the checkpoint file (write tmp, fsync, rename, fsync
- * dir). A crash between commit and checkpoint replays the batch; the dedup
- * table makes the replay a no-op, so nothing is counted twice. A row the
- * database rejects for its data (SQLSTATE class 22/23) goes to
+ * reads records from the checkpoint on (at most 5000 or 16 MiB), parses them
+ * here and COPYs them as typed rows into a temp table (PostgreSQL parsing
+ * the JSON cost more than the inserts), then one multi-statement round trip
+ * dedups them against usage_request_ids (request_id unique), inserts the new
+ * ones into usage_events, replaces a stored start record by its final one
+ * (never the other way round), moves usage_rollup_daily by exactly the
+ * difference, and commits; only then is the checkpoint file rewritten
+ * (write tmp, fsync, rename, fsync dir). A crash between commit and
+ * checkpoint replays the batch; the dedup table makes the replay a no-op, so
+ * nothing is counted twice. A row the database rejects for its data
+ * (SQLSTATE class 22/23, or a record that is not a JSON object) goes to
  * usage_dead_letter, row by row under savepoints, so the rest of the batch
  * still lands; any other error (DB down, disk full, missing migrations) just
  * retries the whole batch later with backoff.
@@ -17,6 +20,8 @@
  */
 #include "usage/usage_int.h"
 #include "log.h"
+
+#include <cjson/cJSON.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,8 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_RECORDS 1000
-#define BATCH_BYTES (8u << 20)
+#define BATCH_RECORDS 5000
+#define BATCH_BYTES (16u << 20)
 #define IDLE_MS 200
 #define BACKOFF_MAX_MS 5000
 
@@ -59,16 +64,26 @@ typedef struct shipper {
     prog *progs; size_t nprogs, capprogs;
     mg_buf data, copy;
     char months[64][8]; size_t nmonths;
-    bool prices_done;
+    uint64_t prices_gen;     /* L->prices_gen recorded in `prices` (0: none yet) */
+    uint64_t price_retry_ms; /* no traffic and prices to record: next try (monotonic) */
     uint64_t backoff_ms;
     long crash_after;        /* test hook: SIGKILL after N commits, before the checkpoint */
     long commits;
 } shipper;
 
-static const char COLS[] =
-    "request_id, ts, subject, email, roles, key_id, cost_center, model, served_model, provider, "
-    "upstream_model, status, prompt_tokens, completion_tokens, cost_usd, input_per_mtok, "
-    "output_per_mtok, latency_ms, stream, estimated, client_gone, decision, error_code";
+/* The staging table mirrors usage_events' columns in the journal record's
+ * field order; FIELDS drives both the C parser and the COPY. */
+typedef enum ftype { F_TEXT, F_INT, F_NUM, F_BOOL, F_JSON } ftype;
+static const struct { const char *name; ftype t; } FIELDS[] = {
+    {"request_id", F_TEXT}, {"ts", F_TEXT}, {"subject", F_TEXT}, {"email", F_TEXT},
+    {"roles", F_TEXT}, {"key_id", F_TEXT}, {"cost_center", F_TEXT}, {"model", F_TEXT},
+    {"served_model", F_TEXT}, {"provider", F_TEXT}, {"upstream_model", F_TEXT},
+    {"status", F_INT}, {"prompt_tokens", F_INT}, {"completion_tokens", F_INT},
+    {"cost_usd", F_NUM}, {"input_per_mtok", F_NUM}, {"output_per_mtok", F_NUM},
+    {"latency_ms", F_INT}, {"stream", F_BOOL}, {"estimated", F_BOOL}, {"client_gone", F_BOOL},
+    {"incomplete", F_BOOL}, {"decision", F_JSON}, {"error_code", F_TEXT},
+};
+
 
 /* ---- checkpoint file ------------------------------------------------------ */
 
@@ -215,6 +230,15 @@ static bool db_cmd(shipper *S, const char *sql, char state[6], mg_buf *errmsg)
     return db_ok(S, db_params(S, sql, 0, NULL, NULL, NULL), PGRES_COMMAND_OK, state, errmsg);
 }
 
+/* Several statements in one round trip (simple query protocol). */
+static bool db_multi(shipper *S, const char *sql, char state[6], mg_buf *errmsg)
+{
+    db_arm(S);
+    PGresult *r = PQexec(S->conn, sql);
+    db_disarm(S);
+    return db_ok(S, r, PGRES_COMMAND_OK, state, errmsg);
+}
+
 /* Rows fail for their data in classes 22 (data exception) and 23
  * (integrity); anything else is the database's problem, not the row's. */
 static bool row_error(const char *state)
@@ -234,7 +258,20 @@ static bool db_connect(shipper *S)
         return false;
     }
     mg_buf err = {0};
-    bool ok = db_cmd(S, "CREATE TEMP TABLE mg_ship (seq int NOT NULL, raw text) ON COMMIT DELETE ROWS", NULL, &err);
+    /* Typed like usage_events, so the values the rollup sums are the values
+     * stored (cost rounded to numeric(20,10) the same way). */
+    bool ok = db_multi(S,
+        "CREATE TEMP TABLE mg_ship (seq int NOT NULL, request_id text, ts timestamptz, subject text,"
+        " email text, roles text, key_id text, cost_center text, model text, served_model text,"
+        " provider text, upstream_model text, status integer, prompt_tokens bigint,"
+        " completion_tokens bigint, cost_usd numeric(20,10), input_per_mtok numeric(20,10),"
+        " output_per_mtok numeric(20,10), latency_ms bigint, stream boolean, estimated boolean,"
+        " client_gone boolean, incomplete boolean, decision jsonb, error_code text) ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE mg_ids (request_id text PRIMARY KEY, seq int NOT NULL, ts timestamptz,"
+        " incomplete boolean, old_ts timestamptz, old_incomplete boolean) ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE mg_old (day date, subject text, email text, roles text, key_id text,"
+        " cost_center text, model text, provider text, prompt_tokens bigint, completion_tokens bigint,"
+        " cost_usd numeric) ON COMMIT DELETE ROWS", NULL, &err);
     if (!ok) {
         mg_log_warn("usage shipper: %s", err.p ? err.p : "setup failed");
         db_close(S);
@@ -245,37 +282,118 @@ static bool db_connect(shipper *S)
     return ok;
 }
 
-/* Config prices become rows in `prices` when they differ from the price in
- * force, so the table is an audit trail of every change. */
+static void free_prices_copy(mg_usage_price *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].model);
+    free(v);
+}
+
+static _Atomic(mg_usage_audit_fn) g_audit;
+
+void mg_usage_set_audit(mg_usage_audit_fn fn) { atomic_store(&g_audit, fn); }
+
+/* Appends a price.change entry to the policy audit chain when its table
+ * exists; otherwise the `prices` row itself (append-only, changed_by,
+ * effective_from) is the record. False on a database error. */
+static bool audit_price(shipper *S, const char *who, const mg_usage_price *p, const char *old_in,
+                        const char *old_out, const char *eff, mg_buf *err)
+{
+    mg_usage_audit_fn append = atomic_load(&g_audit);
+    if (append == NULL)
+        return true;
+    PGresult *r = db_params(S, "SELECT to_regclass('audit_log') IS NOT NULL", 0, NULL, NULL, NULL);
+    bool have = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    if (!db_ok(S, r, PGRES_TUPLES_OK, NULL, err) && r == NULL)
+        return false;
+    if (!have)
+        return true;
+    char before[256] = "", after[256];
+    if (old_in)
+        snprintf(before, sizeof before, "{\"input_per_mtok\":%s,\"output_per_mtok\":%s}", old_in, old_out);
+    snprintf(after, sizeof after, "{\"input_per_mtok\":%.10f,\"output_per_mtok\":%.10f,\"effective_from\":\"%s\"}",
+             p->in, p->out, eff);
+    db_arm(S);
+    mg_rc rc = append(S->conn, who, "price.change", p->model, old_in ? before : NULL, after, -1, err);
+    db_disarm(S);
+    return rc == MG_OK;
+}
+
+/* Config prices become rows in `prices` when they differ from the row in
+ * force at the time they took effect (the start, or the reload that changed
+ * them), so the table is the history of every change; rows are only ever
+ * added. Each added row is audited (audit_price). */
 static void seed_prices(shipper *S)
 {
     mg_usage_ledger *L = S->L;
+    pthread_mutex_lock(&L->mu);
+    uint64_t gen = L->prices_gen;
+    int64_t eff_ms = L->prices_eff_ms;
+    size_t n = L->nprices;
+    mg_usage_price *v = calloc(n ? n : 1, sizeof *v);
+    for (size_t i = 0; v && i < n; i++) {
+        v[i] = L->prices[i];
+        v[i].model = strdup(L->prices[i].model);
+        if (v[i].model == NULL) { n = i; gen = 0; break; }
+    }
+    pthread_mutex_unlock(&L->mu);
+    if (v == NULL)
+        return;
     mg_buf err = {0};
-    char who[200];
+    char who[200], eff[64];
     snprintf(who, sizeof who, "config@%s", S->host);
-    bool ok = db_cmd(S, "BEGIN", NULL, &err) &&
+    snprintf(eff, sizeof eff, "%lld", (long long)eff_ms);
+    bool ok = gen != 0 && db_cmd(S, "BEGIN", NULL, &err) &&
               db_ok(S, db_params(S, "SELECT pg_advisory_xact_lock(hashtext('modelgate.prices'))", 0, NULL, NULL, NULL),
                     PGRES_TUPLES_OK, NULL, &err);
-    for (size_t i = 0; ok && i < L->nprices; i++) {
+    for (size_t i = 0; ok && i < n; i++) {
         char in[64], out[64];
-        snprintf(in, sizeof in, "%.10f", L->prices[i].in);
-        snprintf(out, sizeof out, "%.10f", L->prices[i].out);
-        const char *v[4] = {L->prices[i].model, in, out, who};
-        ok = db_ok(S, db_params(S,
-            "INSERT INTO prices (model, input_per_mtok, output_per_mtok, effective_from, changed_by) "
-            "SELECT $1, $2::numeric, $3::numeric, now(), $4 WHERE NOT EXISTS ("
-            " SELECT 1 FROM (SELECT input_per_mtok i, output_per_mtok o FROM prices"
-            "  WHERE model = $1 AND effective_from <= now() ORDER BY effective_from DESC LIMIT 1) c"
-            " WHERE c.i = $2::numeric AND c.o = $3::numeric)", 4, v, NULL, NULL),
-            PGRES_COMMAND_OK, NULL, &err);
+        snprintf(in, sizeof in, "%.10f", v[i].in);
+        snprintf(out, sizeof out, "%.10f", v[i].out);
+        const char *pv[5] = {v[i].model, in, out, who, eff};
+        /* the row in force at eff, and whether ours differs from it */
+        PGresult *r = db_params(S,
+            "WITH cur AS (SELECT input_per_mtok i, output_per_mtok o FROM prices WHERE model = $1"
+            "  AND effective_from <= to_timestamp($5::bigint / 1000.0) ORDER BY effective_from DESC LIMIT 1),"
+            " ins AS (INSERT INTO prices (model, input_per_mtok, output_per_mtok, effective_from, changed_by)"
+            "  SELECT $1, $2::numeric, $3::numeric, to_timestamp($5::bigint / 1000.0), $4"
+            "  WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.i = $2::numeric AND cur.o = $3::numeric)"
+            "  ON CONFLICT (model, effective_from) DO NOTHING"
+            "  RETURNING to_char(effective_from AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))"
+            " SELECT (SELECT i::text FROM cur), (SELECT o::text FROM cur), (SELECT * FROM ins)", 5, pv, NULL, NULL);
+        if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+            if (!PQgetisnull(r, 0, 2)) {
+                bool had = !PQgetisnull(r, 0, 0);
+                char oi[64], oo[64], when[64];
+                snprintf(oi, sizeof oi, "%s", had ? PQgetvalue(r, 0, 0) : "");
+                snprintf(oo, sizeof oo, "%s", had ? PQgetvalue(r, 0, 1) : "");
+                snprintf(when, sizeof when, "%s", PQgetvalue(r, 0, 2));
+                PQclear(r);
+                ok = audit_price(S, who, &v[i], had ? oi : NULL, had ? oo : NULL, when, &err);
+            } else {
+                PQclear(r);
+            }
+        } else {
+            ok = db_ok(S, r, PGRES_TUPLES_OK, NULL, &err);
+            if (ok) ok = false;
+        }
     }
     if (ok && db_cmd(S, "COMMIT", NULL, &err)) {
-        S->prices_done = true;
-    } else {
+        S->prices_gen = gen;
+    } else if (gen != 0) {
         mg_log_warn("usage shipper: cannot record prices: %s", err.p ? err.p : "?");
         db_cmd(S, "ROLLBACK", NULL, NULL);
     }
+    free_prices_copy(v, n);
     mg_buf_free(&err);
+}
+
+static bool prices_pending(shipper *S)
+{
+    pthread_mutex_lock(&S->L->mu);
+    bool p = S->prices_gen != S->L->prices_gen;
+    pthread_mutex_unlock(&S->L->mu);
+    return p;
 }
 
 static bool ensure_partitions(shipper *S)
@@ -312,100 +430,76 @@ static bool ensure_partitions(shipper *S)
     return true;
 }
 
-static const char MOVE_SQL_HEAD[] =
-    "WITH src AS ("
-    " SELECT DISTINCT ON (r.request_id) r.*"
-    " FROM mg_ship s CROSS JOIN LATERAL jsonb_populate_record(NULL::usage_events, s.raw::jsonb) r"
-    " ORDER BY r.request_id, s.seq),"
-    " ids AS (INSERT INTO usage_request_ids (request_id, ts) SELECT request_id, ts FROM src"
-    " ON CONFLICT DO NOTHING RETURNING request_id),"
-    " ins AS (INSERT INTO usage_events (";
-
-/* The rollup is fed from `ins`, i.e. only the rows this statement really
- * inserted, with their values as stored (cost already rounded to
- * numeric(20,10)): a replay inserts nothing and adds nothing, so
- * usage_rollup_daily always sums to exactly usage_events. Groups are
- * upserted in key order so two shippers updating the same rows cannot
- * deadlock each other. */
-#define ROLLUP_KEYS "ts, subject, email, roles, key_id, cost_center, model, provider"
-static const char MOVE_SQL_TAIL[] =
-    ", roll AS (INSERT INTO usage_rollup_daily AS r (day, subject, email, roles, key_id, cost_center,"
-    " model, provider, requests, prompt_tokens, completion_tokens, cost_usd)"
-    " SELECT (ts AT TIME ZONE 'UTC')::date, subject, email, roles, key_id, cost_center, model, provider,"
-    " count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
-    " FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
-    " ON CONFLICT (day, subject, email, roles, key_id, cost_center, model, provider) DO UPDATE SET"
-    " requests = r.requests + EXCLUDED.requests,"
-    " prompt_tokens = r.prompt_tokens + EXCLUDED.prompt_tokens,"
-    " completion_tokens = r.completion_tokens + EXCLUDED.completion_tokens,"
-    " cost_usd = r.cost_usd + EXCLUDED.cost_usd RETURNING 1)"
-    " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM roll)";
-
-static char move_sql[4096];
-
-static void build_move_sql(void)
-{
-    /* SELECT list = the column list qualified with src. */
-    char sel[1024];
-    size_t n = 0;
-    const char *p = COLS;
-    sel[n++] = ' ';
-    while (*p && n < sizeof sel - 8) {
-        if (p == COLS || p[-1] == ' ') {
-            memcpy(sel + n, "src.", 4);
-            n += 4;
-        }
-        sel[n++] = *p++;
-    }
-    sel[n] = '\0';
-    int len = snprintf(move_sql, sizeof move_sql,
-                       "%s%s) SELECT%s FROM src JOIN ids USING (request_id) RETURNING %s)%s",
-                       MOVE_SQL_HEAD, COLS, sel, ROLLUP_KEYS ", prompt_tokens, completion_tokens, cost_usd",
-                       MOVE_SQL_TAIL);
-    if (len < 0 || (size_t)len >= sizeof move_sql)
-        abort();   /* a programming error: the constant SQL outgrew its buffer */
-}
+/* ---- one batch: parse, COPY, move ------------------------------------------ */
 
 static void copy_escape(mg_buf *b, const char *p, size_t n)
 {
+    size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
-        if (c == '\\') mg_buf_append(b, "\\\\", 2);
-        else if (c == '\n') mg_buf_append(b, "\\n", 2);
-        else if (c == '\r') mg_buf_append(b, "\\r", 2);
-        else if (c == '\t') mg_buf_append(b, "\\t", 2);
-        else mg_buf_append(b, &c, 1);
+        const char *e = c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+        if (e == NULL)
+            continue;
+        mg_buf_append(b, p + run, i - run);
+        mg_buf_append(b, e, 2);
+        run = i + 1;
     }
+    mg_buf_append(b, p + run, n - run);
 }
 
-static bool move_rows(shipper *S, long long *inserted, char state[6], mg_buf *err)
+/* One COPY line for the record (seq, then FIELDS). False if the record is
+ * not a JSON object (the line is not added): a dead letter. Values of the
+ * wrong type are passed on as text for PostgreSQL to reject (class 22). */
+static bool copy_line(mg_buf *b, size_t seq, const char *raw, size_t len)
 {
-    PGresult *r = db_params(S, move_sql, 0, NULL, NULL, NULL);
-    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        *inserted = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        return true;
+    cJSON *j = cJSON_ParseWithLength(raw, len);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return false;
     }
-    return db_ok(S, r, PGRES_TUPLES_OK, state, err);
+    mg_buf_printf(b, "%zu", seq);
+    for (size_t f = 0; f < MG_ARRAY_LEN(FIELDS); f++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, FIELDS[f].name);
+        mg_buf_append(b, "\t", 1);
+        if (v == NULL || cJSON_IsNull(v)) {
+            if (strcmp(FIELDS[f].name, "incomplete") == 0)
+                mg_buf_append(b, "f", 1);    /* records from before start records existed */
+            else
+                mg_buf_append(b, "\\N", 2);
+        } else if (FIELDS[f].t == F_JSON) {
+            char *t = cJSON_PrintUnformatted(v);
+            if (t) copy_escape(b, t, strlen(t));
+            free(t);
+        } else if (cJSON_IsString(v)) {
+            copy_escape(b, v->valuestring, strlen(v->valuestring));
+        } else if (cJSON_IsBool(v)) {
+            mg_buf_append(b, cJSON_IsTrue(v) ? "t" : "f", 1);
+        } else if (cJSON_IsNumber(v) && FIELDS[f].t == F_INT && v->valuedouble == (double)(long long)v->valuedouble) {
+            mg_buf_printf(b, "%lld", (long long)v->valuedouble);
+        } else if (cJSON_IsNumber(v)) {
+            mg_buf_printf(b, "%.17g", v->valuedouble);
+        } else {
+            char *t = cJSON_PrintUnformatted(v);   /* an object or array where a scalar belongs */
+            if (t) copy_escape(b, t, strlen(t));
+            free(t);
+        }
+    }
+    mg_buf_append(b, "\n", 1);
+    cJSON_Delete(j);
+    return true;
 }
 
-/* Whole batch in one COPY + one statement: the common case. */
-static int ship_bulk(shipper *S, long long *inserted, char state[6], mg_buf *err)
+static bool copy_data(shipper *S, const mg_buf *data, char state[6], mg_buf *err)
 {
-    mg_buf_reset(&S->copy);
-    for (size_t i = 0; i < S->nrecs; i++) {
-        mg_buf_printf(&S->copy, "%zu\t", i);
-        copy_escape(&S->copy, S->data.p + S->recs[i].pos, S->recs[i].len);
-        mg_buf_append(&S->copy, "\n", 1);
-    }
-    if (!db_cmd(S, "BEGIN", state, err))
-        return -1;
     db_arm(S);
-    PGresult *r = PQexec(S->conn, "COPY mg_ship (seq, raw) FROM STDIN");
+    PGresult *r = PQexec(S->conn, "COPY mg_ship (seq, " "request_id, ts, subject, email, roles, key_id, cost_center,"
+                         " model, served_model, provider, upstream_model, status, prompt_tokens, completion_tokens,"
+                         " cost_usd, input_per_mtok, output_per_mtok, latency_ms, stream, estimated, client_gone,"
+                         " incomplete, decision, error_code) FROM STDIN");
     bool ok = r && PQresultStatus(r) == PGRES_COPY_IN;
     PQclear(r);
     if (ok) {
-        ok = PQputCopyData(S->conn, S->copy.p, (int)S->copy.len) == 1;
+        ok = data->len == 0 || PQputCopyData(S->conn, data->p, (int)data->len) == 1;
         ok = PQputCopyEnd(S->conn, ok ? NULL : "client error") == 1 && ok;
         r = PQgetResult(S->conn);
         db_disarm(S);
@@ -416,8 +510,92 @@ static int ship_bulk(shipper *S, long long *inserted, char state[6], mg_buf *err
         db_disarm(S);
         snprintf(state, 6, "08000");
     }
-    if (ok)
-        ok = move_rows(S, inserted, state, err) && db_cmd(S, "COMMIT", state, err);
+    return ok;
+}
+
+/* Runs after mg_ship holds the batch, inside the caller's transaction.
+ * Temp tables with real row counts rather than CTEs: with CTEs the planner
+ * guessed one row and joined 1000 x 1000 rows in a nested loop (200 ms a
+ * batch, most of the old shipper's time).
+ *   mg_ids: one row per request id in the batch (its final record if the
+ *           batch has one, else its first record) with what is stored now;
+ *   new ids: inserted into usage_request_ids and usage_events;
+ *   a final over a stored start: both tables updated, the start's values
+ *           saved in mg_old;
+ *   anything else (a replay, a start after its final): nothing;
+ *   rollup += the new rows and the finals, -= mg_old; groups left at zero
+ *           requests (a final whose provider differs from its start's)
+ *           are deleted so the rollup has the same groups as the events. */
+static const char MOVE_SQL[] =
+    "INSERT INTO mg_ids (request_id, seq, ts, incomplete)"
+    " SELECT DISTINCT ON (request_id) request_id, seq, ts, incomplete FROM mg_ship"
+    " ORDER BY request_id, incomplete, seq;"
+    "UPDATE mg_ids i SET old_ts = r.ts, old_incomplete = r.incomplete FROM usage_request_ids r"
+    " WHERE r.request_id = i.request_id;"
+    "INSERT INTO usage_request_ids (request_id, ts, incomplete)"
+    " SELECT request_id, ts, incomplete FROM mg_ids WHERE old_ts IS NULL;"
+    "UPDATE usage_request_ids r SET ts = i.ts, incomplete = false FROM mg_ids i"
+    " WHERE r.request_id = i.request_id AND i.old_incomplete AND NOT i.incomplete;"
+    "INSERT INTO mg_old SELECT (e.ts AT TIME ZONE 'UTC')::date, e.subject, e.email, e.roles, e.key_id,"
+    " e.cost_center, e.model, e.provider, e.prompt_tokens, e.completion_tokens, e.cost_usd"
+    " FROM usage_events e JOIN mg_ids i ON e.request_id = i.request_id AND e.ts = i.old_ts"
+    " WHERE i.old_incomplete AND NOT i.incomplete;"
+    "DELETE FROM usage_events e USING mg_ids i WHERE e.request_id = i.request_id AND e.ts = i.old_ts"
+    " AND i.old_incomplete AND NOT i.incomplete;"
+    "INSERT INTO usage_events (" "request_id, ts, subject, email, roles, key_id, cost_center, model, served_model,"
+    " provider, upstream_model, status, prompt_tokens, completion_tokens, cost_usd, input_per_mtok,"
+    " output_per_mtok, latency_ms, stream, estimated, client_gone, incomplete, decision, error_code)"
+    " SELECT s.request_id, s.ts, s.subject, s.email, s.roles, s.key_id, s.cost_center, s.model, s.served_model,"
+    " s.provider, s.upstream_model, s.status, s.prompt_tokens, s.completion_tokens, s.cost_usd, s.input_per_mtok,"
+    " s.output_per_mtok, s.latency_ms, s.stream, s.estimated, s.client_gone, s.incomplete, s.decision, s.error_code"
+    " FROM mg_ship s JOIN mg_ids i ON s.seq = i.seq"
+    " WHERE i.old_ts IS NULL OR (i.old_incomplete AND NOT i.incomplete);"
+    "INSERT INTO usage_rollup_daily AS r (day, subject, email, roles, key_id, cost_center, model, provider,"
+    " requests, prompt_tokens, completion_tokens, cost_usd)"
+    " SELECT day, subject, email, roles, key_id, cost_center, model, provider, sum(n), sum(pt), sum(ct), sum(cost)"
+    " FROM (SELECT (s.ts AT TIME ZONE 'UTC')::date AS day, s.subject, s.email, s.roles, s.key_id, s.cost_center,"
+    "  s.model, s.provider, 1 AS n, s.prompt_tokens AS pt, s.completion_tokens AS ct, s.cost_usd AS cost"
+    "  FROM mg_ship s JOIN mg_ids i ON s.seq = i.seq WHERE i.old_ts IS NULL OR (i.old_incomplete AND NOT i.incomplete)"
+    "  UNION ALL SELECT day, subject, email, roles, key_id, cost_center, model, provider, -1,"
+    "  -prompt_tokens, -completion_tokens, -cost_usd FROM mg_old) d"
+    " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+    " ON CONFLICT (day, subject, email, roles, key_id, cost_center, model, provider) DO UPDATE SET"
+    " requests = r.requests + EXCLUDED.requests,"
+    " prompt_tokens = r.prompt_tokens + EXCLUDED.prompt_tokens,"
+    " completion_tokens = r.completion_tokens + EXCLUDED.completion_tokens,"
+    " cost_usd = r.cost_usd + EXCLUDED.cost_usd;"
+    "DELETE FROM usage_rollup_daily r USING (SELECT DISTINCT day FROM mg_old) o"
+    " WHERE r.day = o.day AND r.requests = 0;"
+    "SELECT count(*) FILTER (WHERE old_ts IS NULL), count(*) FILTER (WHERE old_incomplete AND NOT incomplete)"
+    " FROM mg_ids";
+
+/* The batch's counts: new rows, finals that replaced a start. */
+static bool move_rows(shipper *S, long long *inserted, long long *upgraded, char state[6], mg_buf *err)
+{
+    db_arm(S);
+    PGresult *r = PQexec(S->conn, MOVE_SQL);
+    db_disarm(S);
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        *inserted += strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        *upgraded += strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        PQclear(r);
+        return true;
+    }
+    return db_ok(S, r, PGRES_TUPLES_OK, state, err);
+}
+
+/* Whole batch in one COPY + one round trip of statements: the common case.
+ * 0 ok, 1 some row is bad (go row by row), -1 database trouble. */
+static int ship_bulk(shipper *S, long long *inserted, long long *upgraded, char state[6], mg_buf *err)
+{
+    mg_buf_reset(&S->copy);
+    for (size_t i = 0; i < S->nrecs; i++)
+        if (!copy_line(&S->copy, i, S->data.p + S->recs[i].pos, S->recs[i].len))
+            return 1;
+    if (!db_cmd(S, "BEGIN", state, err))
+        return -1;
+    bool ok = copy_data(S, &S->copy, state, err) && move_rows(S, inserted, upgraded, state, err) &&
+              db_cmd(S, "COMMIT", state, err);
     if (!ok) {
         db_cmd(S, "ROLLBACK", NULL, NULL);
         return row_error(state) ? 1 : -1;
@@ -425,55 +603,75 @@ static int ship_bulk(shipper *S, long long *inserted, char state[6], mg_buf *err
     return 0;
 }
 
-/* One row at a time under savepoints, so one bad row cannot sink the rest. */
-static bool ship_rows(shipper *S, long long *inserted, long long *dead)
+static bool dead_letter(shipper *S, const rec *rc, const char *state, const char *why, long long *dead, mg_buf *err)
+{
+    char src[512];
+    snprintf(src, sizeof src, "%s:%s/seg-%016llu@%llu", S->host, S->L->dir,
+             (unsigned long long)rc->seq, (unsigned long long)rc->off);
+    const char *dv[3] = {src, S->data.p + rc->pos, why};
+    int lens[3] = {0, (int)rc->len, 0};
+    int fmts[3] = {0, 1, 0};
+    mg_log_warn("usage shipper: row at %s rejected (%s), sent to usage_dead_letter", src, state);
+    PGresult *r = db_params(S, "INSERT INTO usage_dead_letter (source, raw, error) VALUES ($1, $2, $3) "
+                               "ON CONFLICT (source) DO NOTHING", 3, dv, lens, fmts);
+    if (r && PQresultStatus(r) == PGRES_COMMAND_OK)
+        *dead += strtoll(PQcmdTuples(r), NULL, 10);
+    return db_ok(S, r, PGRES_COMMAND_OK, NULL, err);
+}
+
+/* Records [lo, hi) under a savepoint; a range with a bad row is split in
+ * two until the bad row is alone and becomes a dead letter, so one bad row
+ * costs ~2 log2(batch) tries instead of a statement per row. False on a
+ * database error (the caller rolls the whole batch back). */
+static bool ship_range(shipper *S, size_t lo, size_t hi, long long *inserted, long long *upgraded,
+                       long long *dead, mg_buf *line, mg_buf *err)
+{
+    char state[6] = "";
+    mg_buf_reset(line);
+    bool parsed = true;
+    for (size_t i = lo; i < hi && parsed; i++)
+        parsed = copy_line(line, i, S->data.p + S->recs[i].pos, S->recs[i].len);
+    if (!parsed && hi - lo == 1)
+        return dead_letter(S, &S->recs[lo], "not JSON", "the record is not a JSON object", dead, err);
+    long long n = 0, u = 0;
+    bool ok = true, row_ok = false;
+    if (parsed) {
+        ok = db_cmd(S, "SAVEPOINT mg_row", state, err);
+        row_ok = ok && copy_data(S, line, state, err) && move_rows(S, &n, &u, state, err) &&
+                 db_multi(S, "DELETE FROM mg_ship; DELETE FROM mg_ids; DELETE FROM mg_old", state, err);
+        if (ok && row_ok) {
+            *inserted += n;
+            *upgraded += u;
+            return db_cmd(S, "RELEASE SAVEPOINT mg_row", state, err);
+        }
+        if (!ok || !row_error(state))
+            return false;
+        if (!db_cmd(S, "ROLLBACK TO SAVEPOINT mg_row", NULL, err))
+            return false;
+        if (hi - lo == 1) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", err->p ? err->p : "rejected");
+            return dead_letter(S, &S->recs[lo], state, why, dead, err);
+        }
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    return ship_range(S, lo, mid, inserted, upgraded, dead, line, err) &&
+           ship_range(S, mid, hi, inserted, upgraded, dead, line, err);
+}
+
+static bool ship_rows(shipper *S, long long *inserted, long long *upgraded, long long *dead)
 {
     char state[6];
-    mg_buf err = {0};
-    bool ok = db_cmd(S, "BEGIN", state, &err);
-    for (size_t i = 0; ok && i < S->nrecs; i++) {
-        rec *rc = &S->recs[i];
-        char *raw = strndup(S->data.p + rc->pos, rc->len);
-        if (raw == NULL) { ok = false; break; }
-        const char *v[2] = {"0", raw};
-        long long n = 0;
-        ok = db_cmd(S, "SAVEPOINT mg_row", state, &err);
-        bool row_ok = ok &&
-            db_ok(S, db_params(S, "INSERT INTO mg_ship (seq, raw) VALUES ($1::int, $2)", 2, v, NULL, NULL),
-                  PGRES_COMMAND_OK, state, &err) &&
-            move_rows(S, &n, state, &err) &&
-            db_cmd(S, "DELETE FROM mg_ship", state, &err);
-        if (ok && row_ok) {
-            ok = db_cmd(S, "RELEASE SAVEPOINT mg_row", state, &err);
-            *inserted += n;
-        } else if (ok && row_error(state)) {
-            char src[512];
-            snprintf(src, sizeof src, "%s:%s/seg-%016llu@%llu", S->host, S->L->dir,
-                     (unsigned long long)rc->seq, (unsigned long long)rc->off);
-            const char *dv[3] = {src, S->data.p + rc->pos, err.p ? err.p : "rejected"};
-            int lens[3] = {0, (int)rc->len, 0};
-            int fmts[3] = {0, 1, 0};
-            mg_log_warn("usage shipper: row at %s rejected (%s), sent to usage_dead_letter", src, state);
-            PGresult *r;
-            ok = db_cmd(S, "ROLLBACK TO SAVEPOINT mg_row", state, &err) &&
-                 (r = db_params(S, "INSERT INTO usage_dead_letter (source, raw, error) VALUES ($1, $2, $3) "
-                                   "ON CONFLICT (source) DO NOTHING", 3, dv, lens, fmts)) != NULL;
-            if (ok) {
-                ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-                if (ok) *dead += strtoll(PQcmdTuples(r), NULL, 10);
-                PQclear(r);
-            }
-        } else {
-            ok = false;
-        }
-        free(raw);
-    }
-    ok = ok && db_cmd(S, "COMMIT", state, &err);
+    mg_buf err = {0}, line = {0};
+    bool ok = db_cmd(S, "BEGIN", state, &err) &&
+              ship_range(S, 0, S->nrecs, inserted, upgraded, dead, &line, &err) &&
+              db_cmd(S, "COMMIT", state, &err);
     if (!ok) {
         mg_log_warn("usage shipper: batch failed, will retry: %s", err.p ? err.p : "?");
         if (S->conn) db_cmd(S, "ROLLBACK", NULL, NULL);
     }
     mg_buf_free(&err);
+    mg_buf_free(&line);
     return ok;
 }
 
@@ -683,23 +881,24 @@ static bool ship_batch(shipper *S)
 {
     if (S->conn == NULL && !db_connect(S))
         return false;
-    if (!S->prices_done)
+    if (prices_pending(S))
         seed_prices(S);
     if (!ensure_partitions(S))
         goto fail;
-    long long inserted = 0, dead = 0;
+    long long inserted = 0, upgraded = 0, dead = 0;
     char state[6] = "";
     mg_buf err = {0};
-    int rc = ship_bulk(S, &inserted, state, &err);
+    int rc = ship_bulk(S, &inserted, &upgraded, state, &err);
     if (rc < 0)
         mg_log_warn("usage shipper: batch failed (%s), will retry: %s%s", state, err.p ? err.p : "?",
-                    strcmp(state, "42P01") == 0 ? " (schema out of date: run `modelgate migrate`)" : "");
+                    strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0
+                        ? " (schema out of date: run `modelgate migrate`)" : "");
     mg_buf_free(&err);
     if (rc < 0)
         goto fail;
     if (rc > 0) {
-        inserted = 0;
-        if (!ship_rows(S, &inserted, &dead))
+        inserted = upgraded = 0;
+        if (!ship_rows(S, &inserted, &upgraded, &dead))
             goto fail;
     }
     S->commits++;
@@ -707,9 +906,10 @@ static bool ship_batch(shipper *S)
         raise(SIGKILL);  /* test hook: die between the commit and the checkpoint */
     commit_progress(S);
     ck_save(S);
-    atomic_fetch_add(&S->L->shipped, (uint64_t)inserted);
+    uint64_t applied = (uint64_t)inserted + (uint64_t)upgraded;
+    atomic_fetch_add(&S->L->shipped, applied);
     atomic_fetch_add(&S->L->dead, (uint64_t)dead);
-    uint64_t dup = S->nrecs - (uint64_t)inserted - (uint64_t)dead;
+    uint64_t dup = S->nrecs > applied + (uint64_t)dead ? S->nrecs - applied - (uint64_t)dead : 0;
     atomic_fetch_add(&S->L->duplicate, dup);
     atomic_store(&S->L->last_ship_ms, mg_usage_wall_ms());
     S->backoff_ms = 0;
@@ -729,7 +929,6 @@ void *mg_usage_ship_main(void *arg)
     const char *crash = getenv("MODELGATE_TEST_CRASH_AFTER_COMMITS");
     S.crash_after = crash ? strtol(crash, NULL, 10) : 0;
     S.recs = calloc(BATCH_RECORDS, sizeof *S.recs);
-    build_move_sql();
     ck_load(&S);
     bool stop = false;
     while (S.recs) {
@@ -744,6 +943,13 @@ void *mg_usage_ship_main(void *arg)
         if (stop && (drained || mg_now_ms() >= L->drain_deadline_ms || L->conninfo == NULL))
             break;
         if (S.nrecs == 0 || L->conninfo == NULL) {
+            /* a reload's new prices are recorded now, not with the next request's batch */
+            if (L->conninfo && !stop && mg_now_ms() >= S.price_retry_ms && prices_pending(&S)) {
+                if (S.conn || db_connect(&S))
+                    seed_prices(&S);
+                if (prices_pending(&S))
+                    S.price_retry_ms = mg_now_ms() + BACKOFF_MAX_MS;
+            }
             stop = wait_ms(L, IDLE_MS) || stop;
             continue;
         }

@@ -36,6 +36,11 @@ typedef struct mg_usage_event {
     bool stream;
     bool estimated;                /* token counts estimated, not reported */
     bool client_gone;
+    /* A start record: written when the request is first sent upstream, with
+     * status 0 and the estimated prompt tokens; the request's final record
+     * supersedes it in the ledger. Alone (the process died mid-request) it
+     * stays as the request's row, incomplete = true, billed at the estimate. */
+    bool incomplete;
     const char *decision;          /* JSON array of rule names, or NULL */
     const char *error_code;
 } mg_usage_event;
@@ -58,6 +63,25 @@ mg_rc mg_usage_start(const mg_config *cfg, size_t nworkers, mg_buf *errs);
  * bad event); mg_usage_healthy() is then false until the journal can write
  * again. Returns MG_OK without writing if the ledger was never started. */
 mg_rc mg_usage_record(size_t worker, const mg_usage_event *ev);
+
+/* How the ledger appends to the audit chain (policy/store_db.c's
+ * mg_policy_audit_append, set by the gateway before mg_usage_start; the
+ * ledger's own test driver leaves it unset). Unset, or without the audit
+ * table, a price change is recorded by its append-only `prices` row alone. */
+struct pg_conn;
+typedef mg_rc (*mg_usage_audit_fn)(struct pg_conn *c, const char *actor, const char *action,
+                                   const char *target, const char *before, const char *after,
+                                   int64_t policy_version, mg_buf *errs);
+void mg_usage_set_audit(mg_usage_audit_fn fn);
+
+/* The configuration's prices changed (a reload): from effective_ms on
+ * (wall clock) they are the prices in force. The shipper appends a row to
+ * `prices` for each model whose price differs from the row in force then,
+ * with an audit entry, and never updates or deletes a row. generation is
+ * the config snapshot's; calls with a generation not newer than the last
+ * one are ignored (several threads may notice the same reload). Thread-safe;
+ * copies what it needs. No-op before mg_usage_start. */
+void mg_usage_prices_update(const mg_config *cfg, uint64_t generation, int64_t effective_ms);
 
 /* False after a failed journal write, until a probe shows the journal's
  * file system can take writes again (checked every second). The gateway

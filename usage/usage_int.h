@@ -60,6 +60,7 @@ typedef struct mg_usage_worker {
     mg_buf buf;              /* encode buffer, reused */
 } mg_usage_worker;
 
+
 typedef struct mg_usage_price {
     char *model;
     double in, out;
@@ -69,7 +70,11 @@ typedef struct mg_usage_ledger {
     char *dir;
     int dirfd, lockfd;
     char *conninfo;                  /* NULL: journal only */
+    /* prices in force (guarded by mu): config at start, then each reload */
     mg_usage_price *prices; size_t nprices;
+    uint64_t prices_gen;             /* bumped by every change; the shipper records up to it */
+    uint64_t cfg_gen;                /* newest config generation seen */
+    int64_t prices_eff_ms;           /* wall clock from which `prices` are in force */
     size_t nworkers;
     mg_usage_worker *w;
     uint64_t segment_max;

@@ -120,15 +120,54 @@ describe('usage ledger (real PostgreSQL)', { skip: !pgl.available() && 'PostgreS
 
   it('kill between DB commit and checkpoint: replay does not double count', async () => {
     const journal = newJournal();
-    await run(['write', '2500', '--prefix', 'replay', '--workers', '1', '--exit-now'], { journal, env: NO_DB });
+    // batches are 5,000 records (usage/shipper.c BATCH_RECORDS)
+    await run(['write', '12000', '--prefix', 'replay', '--workers', '1', '--exit-now'], { journal, env: NO_DB });
     const crash = await run(['ship'], { journal, env: { MODELGATE_TEST_CRASH_AFTER_COMMITS: '1' } });
     assert.equal(crash.signal, 'SIGKILL', `exit ${crash.code}: ${crash.stderr}`);
-    assert.equal(count('replay'), 1000, 'the first batch committed');
+    assert.equal(count('replay'), 5000, 'the first batch committed');
     const s = await run(['ship'], { journal });
     assert.equal(s.code, 0, s.stderr);
-    assert.equal(count('replay'), 2500);
-    assert.equal(distinct('replay'), 2500);
-    assert.ok(stats(s).duplicate >= 1000, s.stdout);
+    assert.equal(count('replay'), 12000);
+    assert.equal(distinct('replay'), 12000);
+    assert.ok(stats(s).duplicate >= 5000, s.stdout);
+  });
+
+  it('start records: the final replaces the start, a start alone stays as an incomplete row, replay changes nothing', async () => {
+    // 3,000 requests: a start record each, its final 200 requests later (so
+    // many finals land in a later batch than their start, and replace a row
+    // already committed); every 7th request never gets its final (the
+    // process "died"); a quarter of the starts name another provider than
+    // their final (a fallback), which moves the rollup between groups.
+    const journal = newJournal();
+    const w = await run(['write', '6000', '--prefix', 'sf', '--workers', '2', '--starts', '--finals-every', '7',
+      '--month', '2023-05', '--exit-now'], { journal, env: NO_DB });
+    assert.equal(w.code, 0, w.stderr);
+    const s1 = await run(['ship'], { journal });
+    assert.equal(s1.code, 0, s1.stderr);
+    const byKind = () => pg.sql(`SELECT incomplete, status, estimated, count(*), count(DISTINCT request_id)
+      FROM usage_events WHERE request_id LIKE 'sf-%' GROUP BY 1, 2, 3 ORDER BY 1`);
+    const cut = Math.floor(3000 / 7);   // n % 7 == 6 for n < 3000
+    assert.equal(byKind(), `f|200|f|${3000 - cut}|${3000 - cut}\nt|0|t|${cut}|${cut}`,
+      'one row per request: the final where there was one, else the start (status 0, estimated)');
+    assert.equal(pg.sql("SELECT count(*) FROM usage_events WHERE request_id LIKE 'sf-%' AND provider = 'first-try' AND NOT incomplete"), '0');
+    assert.equal(pg.sql("SELECT count(*) FROM usage_request_ids WHERE request_id LIKE 'sf-%' AND incomplete"), String(cut));
+    assert.equal(pg.sql("SELECT prompt_tokens || '/' || completion_tokens || '/' || cost_usd FROM usage_events WHERE request_id = 'sf-6'"),
+      '12/0/0.0000300000', 'a start alone is billed at the estimate');
+    const roll = () => pg.sql(`SELECT (SELECT sum(requests) || '/' || sum(prompt_tokens) || '/' || sum(completion_tokens) || '/' || sum(cost_usd)
+      FROM usage_rollup_daily WHERE day >= '2023-05-01' AND day < '2023-06-01') || ' ' || (SELECT count(*) || '/' || sum(prompt_tokens)
+      || '/' || sum(completion_tokens) || '/' || sum(cost_usd) FROM usage_events WHERE ts >= '2023-05-01Z' AND ts < '2023-06-01Z')`).split(' ');
+    const [r1, e1] = roll();
+    assert.equal(r1, e1, 'the rollup moved by exactly the difference');
+    assert.equal(pg.sql("SELECT count(*) FROM usage_rollup_daily WHERE requests = 0"), '0', 'no group left at zero');
+    // the same journal again from the start (a lost checkpoint): nothing changes
+    const again = newJournal();
+    await run(['write', '6000', '--prefix', 'sf', '--workers', '2', '--starts', '--finals-every', '7',
+      '--month', '2023-05', '--exit-now'], { journal: again, env: NO_DB });
+    const s2 = await run(['ship'], { journal: again });
+    assert.equal(s2.code, 0, s2.stderr);
+    assert.equal(stats(s2).shipped, 0, s2.stdout);
+    assert.equal(byKind(), `f|200|f|${3000 - cut}|${3000 - cut}\nt|0|t|${cut}|${cut}`);
+    assert.deepEqual(roll(), [r1, e1]);
   });
 
   it('kill -9 at random moments while shipping: exactly once', async () => {

@@ -10,7 +10,10 @@
 // PostgreSQL restarted with `pg_ctl -m immediate` under load, a slow
 // database (pg_sleep trigger), a hung one (shipper backend SIGSTOPped: until
 // SIGCONT, and until the shipper's DB-call cut-off), client disconnect
-// mid-stream, gateway SIGKILL with streams in flight, journal disk full.
+// mid-stream, gateway SIGKILL with streams in flight (the cut streams keep
+// their start record: one incomplete row each), journal disk full (never
+// served-but-unrecorded). And a price change by SIGHUP: a new `prices` row,
+// an audit entry, requests priced at the price in force when they started.
 //
 // SPDX-License-Identifier: Apache-2.0
 'use strict';
@@ -57,11 +60,13 @@ const rows = (ids) => (ids.length ? pg.sql(
     return { request_id, status: Number(status), pt: Number(pt), ct: Number(ct), stream: stream === 't', estimated: estimated === 't', model };
   }) : []);
 
-async function waitRows(ids, n = ids.length, ms = 20000) {
+// Waits for n rows of ids; with final (the default) only rows written by a
+// final record count (a request still in flight has its start row, status 0).
+async function waitRows(ids, n = ids.length, ms = 20000, final = true) {
   const t0 = Date.now();
   for (;;) {
     const r = rows(ids);
-    if (r.length >= n) return r;
+    if (r.filter((x) => !final || x.status !== 0).length >= n) return r;
     if (Date.now() - t0 > ms) throw new Error(`only ${r.length} of ${n} ledger rows after ${ms} ms`);
     await h.sleep(200);
   }
@@ -76,9 +81,9 @@ const inList = (ids) => ids.map((i) => `'${i}'`).join(',');
 // in the ledger (`usage reconcile --ids` exits 0 with "missing 0") and in
 // it exactly once.
 let nrec = 0;
-async function reconcile(ids, ms = 40000) {
+async function reconcile(ids, ms = 40000, final = true) {
   assert.ok(ids.length > 0);
-  await waitRows(ids, ids.length, ms);
+  await waitRows(ids, ids.length, ms, final);
   const f = path.join(dir, `ids-${++nrec}.txt`);
   fs.writeFileSync(f, ids.join('\n') + '\n');
   const r = cli(['usage', 'reconcile', '--ids', f]);
@@ -346,7 +351,7 @@ describe('usage ledger through the gateway', () => {
     assert.ok(Number(status) > 0);
   });
 
-  it('fault: gateway SIGKILL with streams in flight: every answered request exactly once, cut streams have no row', async () => {
+  it('fault: gateway SIGKILL with streams in flight: every answered request exactly once, every cut stream one incomplete row', async () => {
     const answered = [];
     for (let i = 0; i < 5; i++) {
       const r = await timedChat(`answered before the kill ${i}`);
@@ -368,12 +373,90 @@ describe('usage ledger through the gateway', () => {
     for (const c of cutRes) assert.equal(c.complete, false, 'the stream was cut');
     const cutIds = cutRes.map((c) => c.headers['x-request-id']);
     gw = await startGw();                       // replays the journal
-    await reconcile(answered);
+    // Every client-side id that reached the upstream is in the ledger, once.
+    await reconcile(answered.concat(cutIds), 40000, false);
     await h.sleep(1500);                        // any replay has landed by now
-    // Documented (docs/ledger.md): the row is written when a request ends, so
-    // a stream the process died in the middle of has none.
-    assert.deepEqual(rows(cutIds), [], 'streams cut by SIGKILL leave no row');
+    const cutRows = rows(cutIds);
+    assert.equal(cutRows.length, 3);
+    for (const r of cutRows) {
+      assert.equal(r.status, 0, 'a start record: no status was ever final');
+      assert.ok(r.stream && r.estimated, 'streamed, tokens estimated');
+      assert.ok(r.pt > 0, 'billed at the estimated prompt tokens');
+    }
+    assert.equal(pg.sql(`SELECT count(*) FROM usage_events WHERE incomplete AND request_id IN (${inList(cutIds)})`), '3');
+    // the completed ones are final rows, counted once, not replaced by their start
+    const done = rows(answered);
+    assert.equal(done.length, answered.length);
+    assert.ok(done.every((r) => r.status === 200 && !r.estimated), JSON.stringify(done));
+    assert.equal(pg.sql(`SELECT count(*) FROM usage_events WHERE incomplete AND request_id IN (${inList(answered)})`), '0');
+    const f = path.join(dir, 'ids-cut.txt');
+    fs.writeFileSync(f, cutIds.join('\n') + '\n');
+    const rc = cli(['usage', 'reconcile', '--ids', f]);
+    assert.match(rc.stdout, /incomplete 3/, 'reconcile names the incomplete rows');
     assert.equal(Number(pg.sql('SELECT count(*) - count(DISTINCT request_id) FROM usage_events')), 0);
+  });
+
+  it('a price change by SIGHUP: new prices row (old one kept), audited, requests priced at the price in force', async () => {
+    const before = await timedChat('priced before the change');
+    assert.equal(before.status, 200);
+    await waitRows([before.id]);
+    const model = pg.sql(`SELECT served_model FROM usage_events WHERE request_id = '${before.id}'`);
+    const nAudit = Number(pg.sql("SELECT count(*) FROM audit_log WHERE action = 'price.change'"));
+    gw.reload({ mock, configOverrides: (cfg) => {
+      withLedger(cfg);
+      cfg.models[0].price = { input_per_mtok: 3, output_per_mtok: 12 };
+      return cfg;
+    } });
+    const after = await h.waitFor(async () => {
+      const r = await timedChat('priced after the change');
+      if (r.status !== 200) return null;
+      await waitRows([r.id]);
+      return pg.sql(`SELECT input_per_mtok FROM usage_events WHERE request_id = '${r.id}'`) === '3.0000000000' ? r : null;
+    }, 10000, 200);
+    assert.ok(after, 'a request after the reload is priced at the new price');
+    const priced = (id) => pg.sql(`SELECT input_per_mtok || '/' || output_per_mtok || '/' ||
+      (cost_usd = round((prompt_tokens * input_per_mtok + completion_tokens * output_per_mtok) / 1e6, 10))
+      FROM usage_events WHERE request_id = '${id}'`);
+    assert.equal(priced(before.id), '1.5000000000/6.0000000000/true');
+    assert.equal(priced(after.id), '3.0000000000/12.0000000000/true');
+    const prices = await h.waitFor(() => {
+      const r = pg.sql(`SELECT input_per_mtok || '/' || output_per_mtok || '/' || effective_from FROM prices
+        WHERE model = '${model}' ORDER BY effective_from`).split('\n').filter(Boolean);
+      return r.length >= 2 ? r : null;
+    }, 10000, 200);
+    assert.ok(prices, 'the new price is a new row');
+    const last = prices[prices.length - 1].split('/');
+    const prev = prices[prices.length - 2].split('/');
+    assert.deepEqual([prev[0], prev[1]], ['1.5000000000', '6.0000000000'], 'the old row is kept as it was');
+    assert.deepEqual([last[0], last[1]], ['3.0000000000', '12.0000000000']);
+    const tsOf = (id) => pg.sql(`SELECT ts FROM usage_events WHERE request_id = '${id}'`);
+    assert.equal(pg.sql(`SELECT '${tsOf(before.id)}'::timestamptz < '${last[2]}'::timestamptz
+      AND '${last[2]}'::timestamptz <= '${tsOf(after.id)}'::timestamptz`), 't',
+      'the request before the change started before the new price took effect, the one after at or after it');
+    const audit = await h.waitFor(() => {
+      const r = pg.sql(`SELECT actor || '|' || target || '|' || before::text || '|' || after::text FROM audit_log
+        WHERE action = 'price.change' ORDER BY id DESC LIMIT 1`);
+      return Number(pg.sql("SELECT count(*) FROM audit_log WHERE action = 'price.change'")) > nAudit ? r : null;
+    }, 10000, 200);
+    assert.ok(audit, 'the change is in the audit log');
+    const [actor, target, b, a] = audit.split('|');
+    assert.match(actor, /^config@/);
+    assert.equal(target, model);
+    assert.equal(JSON.parse(b).input_per_mtok, 1.5);
+    assert.equal(JSON.parse(a).input_per_mtok, 3);
+    assert.equal(JSON.parse(a).output_per_mtok, 12);
+    const v = cli(['audit', 'verify']);
+    assert.equal(v.status, 0, `the audit hash chain verifies with the price entry in it: ${v.stdout}${v.stderr}`);
+    assert.throws(() => pg.sql(`UPDATE prices SET input_per_mtok = 0 WHERE model = '${model}'`), /append-only/,
+      'prices rows are never rewritten');
+    // back to the suite's price for the tests that follow
+    gw.reload({ mock, configOverrides: withLedger });
+    assert.ok(await h.waitFor(async () => {
+      const r = await timedChat('priced after changing back');
+      if (r.status !== 200) return false;
+      await waitRows([r.id]);
+      return pg.sql(`SELECT input_per_mtok FROM usage_events WHERE request_id = '${r.id}'`) === '1.5000000000';
+    }, 10000, 200));
   });
 
   it('fault: journal disk full: 503 usage_journal_unavailable, earlier rows intact, recovers when space is freed',
@@ -411,11 +494,12 @@ describe('usage ledger through the gateway', () => {
         assert.ok(refused, 'requests are refused once the journal cannot write');
         h.assertErrorShape(refused);
         assert.equal(refused.json.error.code, 'usage_journal_unavailable');
-        assert.ok(after.length >= 1 && after.every((a) => a.status === 200), JSON.stringify(after));
-        // The last one answered is the one whose record hit ENOSPC: it was
-        // answered before the write, so it is served and not in the ledger
-        // (documented gap); every one before it was journalled.
-        const unrecorded = after.pop();
+        assert.ok(after.every((a) => a.status === 200), JSON.stringify(after));
+        // Never served-but-unrecorded: the final record is journalled before
+        // the body is sent, so every request answered 200 after the disk
+        // filled has its final row; the first refused one was refused
+        // either before forwarding (its start record failed: no row) or
+        // after (its final failed: its start record is its row, incomplete).
         const again = await h.request(g2, { path: '/v1/chat/completions', auth: h.MASTER_KEY, body: h.chatBody('still full') });
         assert.equal(again.status, 503, 'stays refused while the disk is full');
         await reconcile(before.concat(after.map((a) => a.id)));   // rows written before the disk filled are intact
@@ -432,8 +516,11 @@ describe('usage ledger through the gateway', () => {
           later.push(r.id);
         }
         await reconcile(later);
-        assert.deepEqual(rows([unrecorded.id]), [],
-          'the request whose journal write failed has no row (see docs/ledger.md: gateway change needed)');
+        const served = rows(after.map((a) => a.id));
+        assert.ok(served.every((r) => r.status === 200 && !r.estimated), `served ones have their final row: ${JSON.stringify(served)}`);
+        const refusedId = refused.headers['x-request-id'];
+        const rr = rows([refusedId]);
+        assert.ok(rr.length === 0 || rr[0].status === 0 || rr[0].status === 503, `the refused one: ${JSON.stringify(rr)}`);
       } finally {
         if (g2) await g2.stop();
         spawnSync('umount', ['-l', mnt]);

@@ -5,6 +5,7 @@
 #include "t.h"
 
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
 static int fired[16];
@@ -95,5 +96,55 @@ T_TEST(wake_from_another_thread)
     mg_loop_free(loop);
 }
 
+static char order[8];
+static int norder;
+static mg_timer now_timer;
+static void on_now_timer(mg_timer *t)
+{
+    MG_UNUSED(t);
+    order[norder++] = 'T';
+    if (norder >= 3)
+        mg_loop_stop(L);
+}
+static void on_batch_io(mg_io *io, uint32_t ev)
+{
+    char buf[8];
+    MG_UNUSED(ev);
+    T_EQ_INT(read(io->fd, buf, sizeof(buf)), 1);
+    order[norder++] = 'I';
+    if (norder == 1)
+        mg_timer_arm(L, &now_timer, 0);
+    if (norder >= 3)
+        mg_loop_stop(L);
+}
+
+/* Two connections readable in the same batch: a timer armed with no delay by
+ * the first callback (libcurl starting an upstream transfer) must run before
+ * the second callback, not after the whole batch. */
+T_TEST(zero_delay_timer_runs_before_the_rest_of_the_batch)
+{
+    int a[2], b[2];
+    T_EQ_INT(pipe(a), 0);
+    T_EQ_INT(pipe(b), 0);
+    L = mg_loop_new();
+    mg_io ia = {.fd = a[0], .cb = on_batch_io}, ib = {.fd = b[0], .cb = on_batch_io};
+    mg_timer_init(&now_timer, on_now_timer, NULL);
+    T_EQ_INT(mg_loop_io_set(L, &ia, EPOLLIN), MG_OK);
+    T_EQ_INT(mg_loop_io_set(L, &ib, EPOLLIN), MG_OK);
+    T_EQ_INT(write(a[1], "x", 1), 1);
+    T_EQ_INT(write(b[1], "y", 1), 1);
+    norder = 0;
+    memset(order, 0, sizeof(order));
+    mg_loop_run(L, NULL, NULL, NULL);
+    T_EQ_STR(order, "ITI");
+    mg_loop_io_set(L, &ia, 0);
+    mg_loop_io_set(L, &ib, 0);
+    mg_loop_free(L);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+}
+
 T_MAIN("loop", T_CASE(timers_fire_in_deadline_order_and_disarm_works), T_CASE(io_dispatch),
-       T_CASE(wake_from_another_thread))
+       T_CASE(wake_from_another_thread), T_CASE(zero_delay_timer_runs_before_the_rest_of_the_batch))

@@ -1,5 +1,6 @@
 /* modelgate — unit tests: usage journal record codec (encode, CRC, decode,
- * torn and corrupt records, resync) and the journal's append path.
+ * torn and corrupt records, resync), the journal's append path, start
+ * records and the set of requests whose final record is already written.
  *
  * SPDX-License-Identifier: Apache-2.0
  */
@@ -188,9 +189,32 @@ T_TEST(record_appends_whole_records)
     T_EQ_INT(system(cmd), 0);
 }
 
+T_TEST(start_record_carries_incomplete)
+{
+    mg_buf b = {0};
+    mg_usage_event ev = sample("s-1");
+    T_EQ_INT(mg_usage_encode(&b, &ev), MG_OK);
+    ev.incomplete = true;
+    ev.status = 0;
+    T_EQ_INT(mg_usage_encode(&b, &ev), MG_OK);
+    const uint8_t *pl;
+    size_t plen, used;
+    T_EQ_INT(mg_usage_decode((uint8_t *)b.p, b.len, false, &pl, &plen, &used), MG_JDEC_OK);
+    cJSON *j = cJSON_ParseWithLength((const char *)pl, plen);
+    T_CHECK(cJSON_IsFalse(cJSON_GetObjectItem(j, "incomplete")));
+    cJSON_Delete(j);
+    T_EQ_INT(mg_usage_decode((uint8_t *)b.p + used, b.len - used, true, &pl, &plen, &used), MG_JDEC_OK);
+    j = cJSON_ParseWithLength((const char *)pl, plen);
+    T_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "incomplete")));
+    T_EQ_INT(cJSON_GetObjectItem(j, "status")->valueint, 0);
+    cJSON_Delete(j);
+    mg_buf_free(&b);
+}
+
 T_MAIN("usage_journal",
        T_CASE(crc32_known_vector), T_CASE(encode_decode_roundtrip),
        T_CASE(encode_rejects_missing_id_and_sanitises_utf8),
        T_CASE(truncated_record_needs_more_or_is_corrupt_at_eof),
        T_CASE(bit_flip_fails_crc_and_resyncs_to_next_record), T_CASE(bad_length_and_garbage),
-       T_CASE(segment_names_and_dates), T_CASE(record_appends_whole_records))
+       T_CASE(segment_names_and_dates), T_CASE(record_appends_whole_records),
+       T_CASE(start_record_carries_incomplete))

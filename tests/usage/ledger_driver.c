@@ -3,9 +3,13 @@
  *
  *   ledger_driver write N [--prefix P] [--workers W] [--month YYYY-MM]
  *                 [--bad-every K] [--exit-now] [--wait-ms T]
- *                 [--step-ms S] [--varied]
+ *                 [--step-ms S] [--varied] [--starts] [--finals-every K]
  *       (records S ms apart, default 1000; --varied adds NULL e-mails and
- *       cost centers and a second provider, for the report tests)
+ *       cost centers and a second provider, for the report tests; --starts
+ *       writes N/2 requests as a start record each, followed 200 requests
+ *       later by its final record, like the gateway; --finals-every K then
+ *       leaves out the final of every K-th request, as if the process died
+ *       in the middle of it)
  *   ledger_driver ship [--wait-ms T]        ship what the journal holds, then stop
  *   ledger_driver migrate ARGS...           mg_cli_migrate
  *   ledger_driver usage ARGS...             mg_cli_usage
@@ -88,7 +92,8 @@ int main(int argc, char **argv)
         return 1;
     }
     long long count = 0, workers = 2, bad_every = 0, wait_ms = 30000, step_ms = 1000;
-    bool varied = false;
+    bool varied = false, starts = false;
+    long long finals_every = 0;
     const char *prefix = "req", *month = NULL;
     bool exit_now = false;
     int i = 2;
@@ -106,6 +111,8 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--wait-ms") == 0) { wait_ms = num(v); i++; }
         else if (strcmp(a, "--step-ms") == 0) { step_ms = num(v); i++; }
         else if (strcmp(a, "--varied") == 0) varied = true;
+        else if (strcmp(a, "--starts") == 0) starts = true;
+        else if (strcmp(a, "--finals-every") == 0) { finals_every = num(v); i++; }
         else if (strcmp(a, "--exit-now") == 0) exit_now = true;
         else { fprintf(stderr, "ledger_driver: unexpected %s\n", a); return 1; }
     }
@@ -125,7 +132,19 @@ int main(int argc, char **argv)
     static const char *const users[] = {"alice@example.com", "bob@example.com", "carol@example.com"};
     static const char *const models[] = {"gpt-test", "claude-test"};
     static const char *const roles[] = {"dev", "dev,admin", "finance"};
-    for (long long n = 0; n < count; n++) {
+    /* With --starts, slot k of the loop writes request k's start and request
+     * k - LAG's final (so most finals land in a later batch than their
+     * start, as they do for real requests). */
+    const long long LAG = 200;
+    long long nreq = starts ? count / 2 : count;
+    for (long long k = 0; k < (starts ? nreq + LAG : count); k++) {
+      for (int pass = 0; pass < (starts ? 2 : 1); pass++) {
+        long long n = starts && pass == 1 ? k - LAG : k;
+        bool start_rec = starts && pass == 0;
+        if (n < 0 || n >= nreq)
+            continue;
+        if (starts && !start_rec && finals_every && n % finals_every == finals_every - 1)
+            continue;   /* this request's final never came */
         char id[128];
         snprintf(id, sizeof id, "%s-%lld", prefix, n);
         mg_usage_event ev = {
@@ -155,6 +174,15 @@ int main(int argc, char **argv)
             if (n % 3 == 1) ev.provider = "other";
             ev.prompt_tokens += n % 1013;           /* many distinct costs */
         }
+        if (start_rec) {
+            ev.status = 0;
+            ev.incomplete = true;
+            ev.estimated = true;
+            ev.prompt_tokens = 12;                  /* the estimate */
+            ev.completion_tokens = 0;
+            ev.latency_ms = 0;
+            if (n % 4 == 3) ev.provider = "first-try";  /* the final came from a fallback */
+        }
         ev.cost_usd = ((double)ev.prompt_tokens * 2.5 + (double)ev.completion_tokens * 10) / 1e6;
         if (bad_every && n % bad_every == bad_every - 1)
             ev.prompt_tokens = -1;   /* violates a CHECK: PostgreSQL rejects this row */
@@ -163,6 +191,7 @@ int main(int argc, char **argv)
             print_stats();
             _exit(4);
         }
+      }
     }
     if (exit_now)
         _exit(0);   /* like a SIGKILL right after answering: no drain, no fsync */
