@@ -45,6 +45,9 @@ mg_rc mg_auth_start(const mg_config *cfg, mg_buf *errs);
  * call from the thread that handles reloads, not a worker loop) and drops
  * cached identities, so changed claim mappings apply at once. */
 mg_rc mg_auth_reload(const mg_config *cfg, mg_buf *errs);
+/* Whether the IdP's discovery document and signing keys are loaded (for
+ * /readyz when an `oidc` section is configured). */
+bool mg_auth_idp_ready(void);
 /* Stops the pools (after in-flight jobs) and frees the caches. */
 void mg_auth_stop(void);
 

@@ -291,6 +291,14 @@ char *mg_auth_oidc_discovery_json(void)
     return s;
 }
 
+bool mg_auth_idp_ready(void)
+{
+    pthread_mutex_lock(&g.mu);
+    bool ok = g.discovery != NULL && g.jwks_loaded;
+    pthread_mutex_unlock(&g.mu);
+    return ok;
+}
+
 uint64_t mg_auth_oidc_jwks_fetches(void)
 {
     pthread_mutex_lock(&g.mu);

@@ -27,7 +27,6 @@
 
 #define MG_MAX_UPSTREAM_REPLY (64u * 1024 * 1024)
 #define MG_MAX_STREAM_EVENT (4u * 1024 * 1024)
-#define MG_PROVIDER_UNUSABLE_AFTER 5
 
 struct mg_upstream {
     mg_req *req;
@@ -340,29 +339,6 @@ void mg_proxy_cancel(mg_req *req)
     upstream_free(up);
 }
 
-static void provider_result(mg_upstream *up, bool ok)
-{
-    const mg_snapshot *snap = up->req->snap;
-    size_t i = (size_t)(up->req->provider - snap->cfg->providers);
-    if (i >= snap->cfg->nproviders)
-        return;
-    if (ok)
-        atomic_store_explicit(&snap->provider_failures[i], 0, memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(&snap->provider_failures[i], 1, memory_order_relaxed);
-}
-
-bool mg_proxy_any_provider_usable(const mg_snapshot *snap)
-{
-    if (snap->cfg->nproviders == 0)
-        return false;
-    for (size_t i = 0; i < snap->cfg->nproviders; i++)
-        if (atomic_load_explicit(&snap->provider_failures[i], memory_order_relaxed) <
-            MG_PROVIDER_UNUSABLE_AFTER)
-            return true;
-    return false;
-}
-
 /* ---------------------------------------------------------------- streams */
 
 static void stream_error_event(mg_upstream *up, const char *code, const char *message)
@@ -666,7 +642,6 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
     bool timeout = up->timed_out || (result == CURLE_OPERATION_TIMEDOUT && !connect_failed);
     bool failed = connect_failed || timeout || result != CURLE_OK || up->status == 429 ||
                   up->status >= 500;
-    provider_result(up, !failed);
     attempt_release(up, failed ? MG_ROUTE_FAILED : MG_ROUTE_HEALTHY);
     if (up->is_stream && req->head_sent) {
         if (!up->stream_done)

@@ -23,8 +23,4 @@ void mg_proxy_flush_dirty(mg_worker *w);
 /* Stops the request's upstream transfer, if any (client gone, shutdown). */
 void mg_proxy_cancel(mg_req *req);
 
-/* Health of providers for /readyz: true if at least one provider has not
- * failed its last several connection attempts in a row. */
-bool mg_proxy_any_provider_usable(const mg_snapshot *snap);
-
 #endif

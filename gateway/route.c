@@ -40,6 +40,20 @@ static size_t provider_index(const mg_snapshot *s, const mg_cfg_deployment *d)
     return p ? (size_t)(p - s->cfg->providers) : SIZE_MAX;
 }
 
+bool mg_route_any_usable(const mg_snapshot *s)
+{
+    uint64_t now = mg_now_ms();
+    for (size_t mi = 0; mi < s->cfg->nmodels; mi++) {
+        const mg_cfg_model *m = &s->cfg->models[mi];
+        for (size_t i = 0; i < m->ndeployments; i++) {
+            uint64_t until = atomic_load_explicit(&state_of(s, m, i)->open_until_ms, memory_order_relaxed);
+            if (until == 0 || now >= until)
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Whether the breaker lets a request through now; claims the half-open
  * probe when the cooldown is over. */
 static bool breaker_admits(mg_route_state *st, uint64_t now)

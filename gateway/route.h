@@ -53,6 +53,11 @@ typedef enum mg_route_outcome {
 /* Ends an attempt: gives the concurrency slot back and feeds the breaker. */
 void mg_route_done(const mg_snapshot *s, const mg_cfg_model *m, size_t idx, mg_route_outcome o);
 
+/* Whether any deployment of any model could take a request now: its
+ * breaker is closed, or open with the cooldown over (a probe may go). For
+ * /readyz ("at least one upstream usable"). */
+bool mg_route_any_usable(const mg_snapshot *s);
+
 /* Retry budget (per worker): every request earns 0.2 of a retry, up to 10
  * banked; a retry spends one. Under an upstream error storm at most ~20%
  * extra upstream requests are made, never a multiple of the traffic. */

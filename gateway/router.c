@@ -3,7 +3,10 @@
  */
 #include "router.h"
 
+#include "auth/auth.h"
 #include "auth/sso.h"   /* handlers of the /auth/ routes */
+#include "policy/store.h"
+#include "usage/usage.h"
 #include "console.h"     /* the admin web console */
 
 #include "json.h"
@@ -12,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "route.h"
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -425,20 +429,30 @@ static void route_healthz(mg_req *req)
     mg_req_respond(req, 200, "application/json", body, sizeof(body) - 1, NULL);
 }
 
+/* Ready = SPEC §4: the database reachable (when one is configured: the
+ * policy store's connection), the IdP's metadata loaded (when `oidc` is
+ * configured), at least one upstream usable (a breaker that would let a
+ * request through), the usage journal writable (when the ledger is on),
+ * and not draining. The body names each check, so an operator sees which
+ * one failed. */
 static void route_readyz(mg_req *req)
 {
-    if (mg_server_draining()) {
-        static const char body[] = "{\"status\":\"draining\"}";
-        mg_req_respond(req, 503, "application/json", body, sizeof(body) - 1, NULL);
-        return;
-    }
-    if (!mg_proxy_any_provider_usable(req->snap)) {
-        static const char body[] = "{\"status\":\"no usable upstream\"}";
-        mg_req_respond(req, 503, "application/json", body, sizeof(body) - 1, NULL);
-        return;
-    }
-    static const char body[] = "{\"status\":\"ready\"}";
-    mg_req_respond(req, 200, "application/json", body, sizeof(body) - 1, NULL);
+    const mg_config *cfg = req->snap->cfg;
+    bool draining = mg_server_draining();
+    bool upstream = mg_route_any_usable(req->snap);
+    int db = cfg->database_url ? mg_policy_store_connected() : -1;   /* -1: not configured */
+    int idp = cfg->oidc.present ? mg_auth_idp_ready() : -1;
+    int journal = cfg->journal_dir ? mg_usage_healthy() : -1;
+    bool ready = !draining && upstream && db != 0 && idp != 0 && journal != 0;
+    static const char *const tri[] = {"false", "true", "null"};
+    char body[256];
+    int n = snprintf(body, sizeof(body),
+                     "{\"status\":\"%s\",\"checks\":{\"upstream\":%s,\"database\":%s,\"idp\":%s,"
+                     "\"usage_journal\":%s}}",
+                     draining ? "draining" : ready ? "ready" : "not_ready", upstream ? "true" : "false",
+                     tri[db < 0 ? 2 : db], tri[idp < 0 ? 2 : idp], tri[journal < 0 ? 2 : journal]);
+    mg_req_respond(req, ready ? 200 : 503, "application/json", body,
+                   n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0, NULL);
 }
 
 static void route_metrics(mg_req *req)

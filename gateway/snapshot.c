@@ -71,7 +71,6 @@ static void snapshot_free(mg_snapshot *s)
         free(s->tls);
     }
     free(s->provider_ops);
-    free(s->provider_failures);
     mg_route_free(s);
     mg_config_free(s->cfg);
     free(s);
@@ -87,9 +86,7 @@ mg_snapshot *mg_snapshot_build(mg_config *cfg, mg_buf *errs)
     atomic_init(&s->refs, 1);
     s->tls = calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(*s->tls));
     s->provider_ops = calloc(cfg->nproviders ? cfg->nproviders : 1, sizeof(*s->provider_ops));
-    s->provider_failures = calloc(cfg->nproviders ? cfg->nproviders : 1, sizeof(*s->provider_failures));
-    bool ok = s->tls && s->provider_ops && s->provider_failures &&
-              mg_route_init(s) == MG_OK;
+    bool ok = s->tls && s->provider_ops && mg_route_init(s) == MG_OK;
     for (size_t i = 0; ok && i < cfg->nlisten; i++) {
         if (cfg->listen[i].tls_cert) {
             s->tls[i] = tls_context(&cfg->listen[i], errs);
@@ -112,7 +109,6 @@ mg_snapshot *mg_snapshot_build(mg_config *cfg, mg_buf *errs)
             free(s->tls);
         }
         free(s->provider_ops);
-            free(s->provider_failures);
         mg_route_free(s);
         free(s);
         return NULL;

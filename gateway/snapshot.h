@@ -20,7 +20,6 @@ typedef struct mg_snapshot {
     mg_config *cfg;                /* owned */
     SSL_CTX **tls;                 /* per cfg->listen[i]; NULL for plain listeners */
     const struct mg_adapter_ops **provider_ops; /* per cfg->providers[i] */
-    atomic_uint *provider_failures; /* per provider: consecutive failed attempts */
     /* routing state (gateway/route.c): mutable atomics in an otherwise
      * immutable snapshot */
     size_t *route_base;            /* per model: index of its first deployment in route[] */

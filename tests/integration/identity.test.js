@@ -145,6 +145,13 @@ test('database down: cached keys keep working, unknown keys get 503 (not 401)', 
 
 /* ------------------------------------------------------------ bearer JWTs */
 
+test('/readyz checks the IdP metadata when oidc is configured', async () => {
+  const r = await h.request(gw, { path: '/readyz', tls: false });
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json.checks.idp, true);
+  assert.equal(r.json.checks.database, HAVE_PG ? true : null);
+});
+
 test('valid IdP tokens (RS256, PS256, ES256, EdDSA) authenticate; claims become the principal', async () => {
   for (const [key, alg] of [[minter.keys.rsa, 'RS256'], [minter.keys.rsa, 'PS256'], [minter.keys.ec, 'ES256'], [minter.keys.ed, 'EdDSA']]) {
     const tok = minter.token({ sub: `user-${alg}`, department: 'cc-42' }, { key, alg });

@@ -190,7 +190,17 @@ describe('usage ledger through the gateway', () => {
   });
 
   it('the database going down never stops proxying, and nothing is lost', async () => {
+    const ready = () => h.request(gw, { path: '/readyz', tls: false });
+    const up = await ready();
+    assert.equal(up.status, 200, up.body);
+    assert.deepEqual(up.json.checks, { upstream: true, database: true, idp: null, usage_journal: true });
     pg.stop('immediate');
+    // /readyz says which check failed (SPEC §4: the database reachable) ...
+    const down = await h.waitFor(async () => { const r = await ready(); return r.status === 503 ? r : null; }, 8000);
+    assert.ok(down, 'readyz stayed 200 with the database down');
+    assert.equal(down.json.status, 'not_ready');
+    assert.equal(down.json.checks.database, false);
+    assert.equal(down.json.checks.upstream, true);
     const ids = [];
     for (let i = 0; i < 8; i++) {
       const r = await chat(`while the database is down ${i}`);
@@ -200,6 +210,8 @@ describe('usage ledger through the gateway', () => {
     pg.start();
     const got = await waitRows(ids, ids.length, 30000);
     assert.equal(got.length, 8);
+    // ... and ready again once it is back.
+    assert.ok(await h.waitFor(async () => (await ready()).status === 200, 15000), 'readyz did not recover');
   });
 
   it('a SIGKILL right after answering loses nothing and counts nothing twice', async () => {

@@ -230,7 +230,28 @@ describe('operations endpoints', () => {
       assert.equal((await h.request(gw, { path: '/healthz', tls })).status, 200);
       const r = await h.request(gw, { path: '/readyz', tls });
       assert.equal(r.status, 200, r.body);
+      assert.equal(r.json.status, 'ready');
+      // what is not configured is not checked
+      assert.deepEqual(r.json.checks, { upstream: true, database: null, idp: null, usage_journal: null });
     }
+  });
+  it('/readyz turns 503 when no upstream is usable (every breaker open), naming the check', async () => {
+    const [dead] = await h.freePorts(1);
+    const g = await h.startGateway({ mock, configOverrides: (cfg) => {
+      cfg.providers.dead = { type: 'openai', base_url: `http://127.0.0.1:${dead}/v1`, api_key: 'x' };
+      cfg.models = [{ name: 'gpt-test', deployments: [{ provider: 'dead', model: 'gpt-test' }] }];
+      return cfg;
+    } });
+    assert.equal((await h.request(g, { path: '/readyz', tls: false })).status, 200);
+    for (let i = 0; i < 5; i++) {
+      const r = await chat(g, 'nobody home');
+      assert.ok(r.status === 502 || r.status === 503 || r.status === 504, `status ${r.status}: ${r.body}`);
+    }
+    const r = await h.request(g, { path: '/readyz', tls: false });
+    assert.equal(r.status, 503, r.body);
+    assert.equal(r.json.status, 'not_ready');
+    assert.equal(r.json.checks.upstream, false);
+    await g.stop();
   });
   it('/metrics is Prometheus text with a request counter that increases', async () => {
     const m1 = await h.request(gw, { path: '/metrics', tls: false });
