@@ -165,15 +165,23 @@ static void client_ip(mg_req *req)
 
 static void free_json(void *p) { cJSON_Delete(p); }
 
+/* Points s at the same bytes inside copy when it pointed into raw. */
+static void rebase(mg_str *s, const char *raw, size_t raw_len, const char *copy)
+{
+    if (s->p >= raw && s->p + s->n <= raw + raw_len)
+        s->p = copy + (s->p - raw);
+}
+
 mg_req *mg_router_request_new(mg_worker *w, mg_conn *c, mg_snapshot *snap,
-                              const mg_http_request *head)
+                              const mg_http_request *head, const char *raw, size_t raw_len)
 {
     mg_pool *pool = mg_pool_new(16384);   /* request + head copy in one block */
     if (pool == NULL)
         return NULL;
     mg_req *req = mg_pool_calloc(pool, sizeof(*req));
     mg_http_request *h = mg_pool_alloc(pool, sizeof(*h));
-    if (req == NULL || h == NULL) {
+    char *copy = mg_pool_alloc(pool, raw_len ? raw_len : 1);
+    if (req == NULL || h == NULL || copy == NULL) {
         mg_pool_free(pool);
         return NULL;
     }
@@ -181,6 +189,20 @@ mg_req *mg_router_request_new(mg_worker *w, mg_conn *c, mg_snapshot *snap,
     memcpy(h, head, offsetof(mg_http_request, headers));
     memcpy(h->headers, head->headers, head->nheaders * sizeof(head->headers[0]));
     memcpy(&h->nheaders, &head->nheaders, sizeof(*h) - offsetof(mg_http_request, nheaders));
+    /* The parser's strings point into the connection's read buffer, which a
+     * body arriving in later reads may move: point them at our own copy. */
+    memcpy(copy, raw, raw_len);
+    rebase(&h->method_str, raw, raw_len, copy);
+    rebase(&h->target, raw, raw_len, copy);
+    rebase(&h->path, raw, raw_len, copy);
+    rebase(&h->query, raw, raw_len, copy);
+    rebase(&h->host, raw, raw_len, copy);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        rebase(&h->headers[i].name, raw, raw_len, copy);
+        rebase(&h->headers[i].value, raw, raw_len, copy);
+    }
+    for (size_t i = 0; i < h->nconn_tokens; i++)
+        rebase(&h->conn_tokens[i], raw, raw_len, copy);
     req->pool = pool;
     req->conn = c;
     req->worker = w;

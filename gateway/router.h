@@ -16,10 +16,12 @@
  * complete (keeps idle connections small). */
 mg_http_request *mg_router_scratch_head(mg_worker *w);
 
-/* Makes a request for a complete, valid head (copied into the request's
- * arena). Returns NULL on allocation failure. */
+/* Makes a request for a complete, valid head parsed from raw[0..raw_len)
+ * (the connection's read buffer). The head and the bytes its strings point
+ * at are copied into the request's arena: the read buffer may move while
+ * the body arrives. Returns NULL on allocation failure. */
 mg_req *mg_router_request_new(mg_worker *w, mg_conn *c, mg_snapshot *snap,
-                              const mg_http_request *head);
+                              const mg_http_request *head, const char *raw, size_t raw_len);
 /* Routes and runs a request whose body is complete. */
 void mg_router_dispatch(mg_req *req);
 /* The client went away (or the server stops) before the request finished:

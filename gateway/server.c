@@ -399,7 +399,7 @@ static void conn_process(mg_conn *c)
                 mg_router_fail(c, c->snap, h->error_status, h->error_reason);
                 break;
             }
-            c->req = mg_router_request_new(c->w, c, c->snap, h);
+            c->req = mg_router_request_new(c->w, c, c->snap, h, c->in.p, (size_t)r);
             if (c->req == NULL) {
                 mg_router_fail(c, c->snap, 503, "out of memory");
                 break;

@@ -222,6 +222,35 @@ describe('size limits', () => {
     for (let i = 0; i < 150; i++) extra += `X-H${i}: v\r\n`;
     await rejected(withCL(extra), 431);
   });
+  // A body that arrives over many reads grows (and moves) the connection's
+  // read buffer under the parsed head: everything must still be read from
+  // the request's own copy (a use-after-free here once refused such bodies).
+  for (const size of [20 * 1024, 64 * 1024, 900 * 1024]) {
+    it(`a ${size >> 10} KiB body within max_body is forwarded whole (Content-Length and chunked)`, async () => {
+      const text = 'lorem ipsum dolor sit amet '.repeat(Math.ceil(size / 27)).slice(0, size);
+      await mock.clear();
+      const r = await h.request(gw, { path: '/v1/chat/completions', auth: h.MASTER_KEY, body: h.chatBody(text) });
+      assert.equal(r.status, 200, r.body.slice(0, 300));
+      let reqs = await mock.requests();
+      assert.equal(reqs.length, 1);
+      let fwd = typeof reqs[0].body === 'string' ? JSON.parse(reqs[0].body) : reqs[0].body;
+      assert.equal(fwd.messages[0].content, text);
+      await mock.clear();
+      const body = JSON.stringify(h.chatBody(text));
+      const pieces = [];
+      for (let i = 0; i < body.length; i += 7000) {
+        const part = body.slice(i, i + 7000);
+        pieces.push(`${Buffer.byteLength(part).toString(16)}\r\n${part}\r\n`);
+      }
+      const cr = await h.raw(gw, chat('Transfer-Encoding: chunked\r\nConnection: close\r\n', pieces.join('') + '0\r\n\r\n'),
+        { timeoutMs: 15000 });
+      assert.deepEqual(cr.statusCodes, [200], show(cr));
+      reqs = await mock.requests();
+      assert.equal(reqs.length, 1);
+      fwd = typeof reqs[0].body === 'string' ? JSON.parse(reqs[0].body) : reqs[0].body;
+      assert.equal(fwd.messages[0].content, text);
+    });
+  }
   it('too-large body (Content-Length) -> 413 without waiting for the body', async () => {
     const t0 = Date.now();
     await rejected(chat('Content-Length: 1073741824\r\n', ''), 413);
