@@ -289,6 +289,16 @@ int64_t mg_policy_estimate_prompt_tokens(const cJSON *body, mg_api api)
     return (bytes + 1) / 2 + items * EST_PER_MESSAGE + EST_PER_MESSAGE;
 }
 
+int64_t mg_policy_completions(const cJSON *body)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(body, "n");
+    if (!cJSON_IsNumber(n) || !isfinite(n->valuedouble) || n->valuedouble <= 1)
+        return 1;   /* absent, or a value the upstream refuses on its own */
+    if (n->valuedouble > MG_POLICY_MAX_CHOICES)
+        return -1;
+    return (int64_t)ceil(n->valuedouble);
+}
+
 mg_rc mg_policy_clamp_max_tokens(cJSON *body, int64_t cap, int64_t *effective, bool *clamped)
 {
     *clamped = false;

@@ -344,9 +344,16 @@ mg_stage_rc mg_policy_limits_stage(mg_req *req)
         req->extra_headers = mg_pool_strndup(req->pool, hdr, strlen(hdr));
     }
     /* Worst case: the prompt estimate (deliberately high) plus the most the
-     * model may generate (4096 when neither the client nor a role says). */
+     * model may generate (4096 when neither the client nor a role says),
+     * once per completion asked for (`n`). */
     int64_t prompt = mg_policy_estimate_prompt_tokens(req->json, req->api);
-    int64_t tokens = prompt + (req->api == MG_API_EMBEDDINGS ? 0 : effective_max >= 0 ? effective_max : 4096);
+    int64_t choices = req->api == MG_API_EMBEDDINGS ? 0 : mg_policy_completions(req->json);
+    if (choices < 0) {
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_n",
+                             "n (completions per request) may be at most 128", 0);
+        return MG_STAGE_RESPONDED;
+    }
+    int64_t tokens = prompt + choices * (effective_max >= 0 ? effective_max : 4096);
     const mg_cfg_model *m = req->model;
     int64_t usd = m->has_price ? mg_policy_cost_micro_usd(prompt, tokens - prompt, m->input_per_mtok,
                                                           m->output_per_mtok) : 0;

@@ -395,6 +395,12 @@ int64_t mg_policy_cost_micro_usd(int64_t prompt_tokens, int64_t completion_token
  * English) so reservations overestimate. */
 int64_t mg_policy_estimate_prompt_tokens(const cJSON *body, mg_api api);
 
+/* How many completions the request asks for (`n`): each may run to
+ * max_tokens, so the worst case multiplies. 1 when absent or not above 1;
+ * -1 when above MG_POLICY_MAX_CHOICES (the caller refuses with 400). */
+#define MG_POLICY_MAX_CHOICES 128
+int64_t mg_policy_completions(const cJSON *body);
+
 /* max_tokens cap: clamps rather than rejects. When the client asks for more
  * than cap, or sets nothing, the body's limit is set to cap (the field the
  * client used: max_completion_tokens or max_tokens; `max_tokens` when none)

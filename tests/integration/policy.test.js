@@ -196,6 +196,19 @@ describe('role policies', () => {
     assert.equal((await mock.requests()).length, 5, 'only admitted requests reached the upstream');
   });
 
+  it('the budget reservation counts every completion asked for (n); n above 128 is refused', async () => {
+    await mock.clear();
+    // tight: 2000 tokens a day, max_tokens 100. One completion fits; 50 of
+    // them (50 x 100 + the prompt) cannot, whatever was spent before.
+    const many = await chatAs(keys.tight, 'fifty ways', { max_tokens: 100, n: 50 });
+    assert.equal(many.status, 429, many.body);
+    assert.equal(many.json.error.code, 'budget_exceeded');
+    const absurd = await chatAs(keys.tight, 'too many', { n: 1000 });
+    assert.equal(absurd.status, 400, absurd.body);
+    assert.equal(absurd.json.error.code, 'invalid_n');
+    assert.equal((await mock.requests()).length, 0, 'the upstream saw neither');
+  });
+
   it('max_tokens above the cap is clamped and says so in X-Modelgate-Max-Tokens; below it, no header', async () => {
     await mock.clear();
     const above = await chatAs(keys.tight, 'clamp me', { max_tokens: 500 });

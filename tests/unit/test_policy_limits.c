@@ -211,8 +211,24 @@ T_TEST(max_tokens_clamp)
     cJSON_Delete(b);
 }
 
+/* The worst case multiplies by the completions asked for. */
+T_TEST(completions_count)
+{
+    static const struct { const char *json; long long want; } cases[] = {
+        {"{}", 1}, {"{\"n\":1}", 1}, {"{\"n\":3}", 3}, {"{\"n\":2.5}", 3}, {"{\"n\":0}", 1},
+        {"{\"n\":-4}", 1}, {"{\"n\":\"7\"}", 1}, {"{\"n\":128}", 128}, {"{\"n\":129}", -1},
+        {"{\"n\":1e300}", -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *b = cJSON_Parse(cases[i].json);
+        T_CHECK(b != NULL);
+        T_EQ_INT(mg_policy_completions(b), cases[i].want);
+        cJSON_Delete(b);
+    }
+}
+
 T_MAIN("policy_limits",
        T_CASE(window_counts_and_expires), T_CASE(window_admit_and_retry_after),
        T_CASE(budget_reserve_settle_release), T_CASE(budget_hard_cap_under_threads),
        T_CASE(budgets_all_or_nothing), T_CASE(periods), T_CASE(prices), T_CASE(estimates_overcount),
-       T_CASE(max_tokens_clamp))
+       T_CASE(max_tokens_clamp), T_CASE(completions_count))
