@@ -586,7 +586,8 @@ static bool subst(cf_ctx *c, yaml_node_t *n, cf_val *out)
         return false;
     }
     for (size_t i = 0; i < len && !oom; i++) {
-        if (s[i] != '$' || i + 1 >= len || (s[i + 1] != '$' && s[i + 1] != '{')) {
+        /* `${NAME}` in the file reaches here as `$(NAME)` (braces_to_parens). */
+        if (s[i] != '$' || i + 1 >= len || (s[i + 1] != '$' && s[i + 1] != '(' && s[i + 1] != '{')) {
             oom = mg_buf_append(&b, &s[i], 1) != MG_OK;
             continue;
         }
@@ -598,7 +599,8 @@ static bool subst(cf_ctx *c, yaml_node_t *n, cf_val *out)
         size_t start = i + 2, end = start;
         while (end < len && var_char(s[end], end == start))
             end++;
-        if (end == start || end >= len || s[end] != '}' || end - start > 63) {
+        char close = s[i + 1] == '(' ? ')' : '}';
+        if (end == start || end >= len || s[end] != close || end - start > 63) {
             cf_err(c, n->start_mark, "bad variable reference (write ${NAME}, or $$ for a literal '$')");
             ok = false;
             break;
@@ -1668,6 +1670,58 @@ static yaml_mark_t mark_from_offset(const char *text, size_t len, size_t off)
     return m;
 }
 
+/* YAML's flow style reserves `{` and `}`, so `session: { secret: ${S} }` (the
+ * shape the configuration sketch uses) would not parse. Before parsing,
+ * every `${NAME}` becomes `$(NAME)` — same length, so every line:col the
+ * parser reports still points at the file — and subst() reads that form.
+ * A literal `$(` in the file is escaped to `$$(` so it stays literal (its
+ * line's later columns then shift by one; such text is rare). `$$` pairs are
+ * copied whole. Returns a new malloc'd text (*len updated), or NULL. */
+static char *braces_to_parens(const char *text, size_t *len)
+{
+    size_t n = *len, extra = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (text[i] == '$' && text[i + 1] == '(')
+            extra++;
+    char *out = malloc(n + extra + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] != '$' || i + 1 >= n) {
+            out[o++] = text[i];
+            continue;
+        }
+        if (text[i + 1] == '$') {
+            out[o++] = '$';
+            out[o++] = '$';
+            i++;
+            continue;
+        }
+        if (text[i + 1] == '(') {
+            out[o++] = '$';
+            out[o++] = '$';
+            continue;   /* the '(' is copied next */
+        }
+        size_t end = i + 2;
+        while (text[i + 1] == '{' && end < n && var_char(text[end], end == i + 2))
+            end++;
+        if (text[i + 1] == '{' && end > i + 2 && end < n && text[end] == '}') {
+            out[o++] = '$';
+            out[o++] = '(';
+            memcpy(out + o, text + i + 2, end - i - 2);
+            o += end - i - 2;
+            out[o++] = ')';
+            i = end;
+            continue;
+        }
+        out[o++] = '$';   /* anything else: subst() judges it as written */
+    }
+    out[o] = '\0';
+    *len = o;
+    return out;
+}
+
 static void syntax_error(cf_ctx *c, yaml_parser_t *p, const char *text, size_t len)
 {
     yaml_mark_t m = p->problem_mark;
@@ -1705,6 +1759,14 @@ mg_config *mg_config_load(const char *path, mg_buf *errs)
     if (text == NULL) {
         if (errs)
             mg_buf_printf(errs, "%s: cannot read configuration: %s\n", path, why ? why : "out of memory");
+        return NULL;
+    }
+    char *raw = text;
+    text = braces_to_parens(raw, &len);
+    free(raw);
+    if (text == NULL) {
+        if (errs)
+            mg_buf_printf(errs, "%s: out of memory\n", path);
         return NULL;
     }
     c.cfg = cf_nomem(&c, calloc(1, sizeof(mg_config)));

@@ -422,6 +422,40 @@ T_TEST(env_substitution)
     unsetenv("MG_T_EMPTY");
 }
 
+/* The configuration sketch's shape: ${NAME} unquoted inside YAML flow
+ * mappings, where '{' and '}' are syntax. */
+T_TEST(env_substitution_in_flow_style)
+{
+    setenv("MG_T_SECRET", "0123456789abcdef0123456789abcdef-s", 1);
+    setenv("MG_T_MK", "mk-0123456789abcdef", 1);
+    setenv("MG_T_KEY", "sk-from-env", 1);
+    mg_buf errs = {0};
+    mg_config *cfg = load("listen:\n  - address: 127.0.0.1:8181\n"
+                          "session: { secret: ${MG_T_SECRET}, lifetime: 8h }\n"
+                          "auth: { master_key: ${MG_T_MK} }\n"
+                          "providers:\n"
+                          "  p: { type: openai, base_url: http://h/v1, api_key: ${MG_T_KEY} }\n"
+                          "usage: { journal_dir: /j/a$(b)c$$(d) }\n",
+                          &errs);
+    T_CHECK(cfg != NULL);
+    if (cfg == NULL)
+        fprintf(stderr, "%s", errs.p ? errs.p : "");
+    if (cfg) {
+        T_EQ_STR(cfg->session.secret, "0123456789abcdef0123456789abcdef-s");
+        T_EQ_STR(cfg->master_key, "mk-0123456789abcdef");
+        T_EQ_STR(cfg->providers[0].api_key, "sk-from-env");
+        T_EQ_STR(cfg->journal_dir, "/j/a$(b)c$(d)");   /* a literal "$(" stays literal */
+    }
+    mg_config_free(cfg);
+    mg_buf_free(&errs);
+    /* Positions after a reference still point at the file. */
+    EXPECT_ERRORS(MINIMAL "auth: { master_key: ${MG_T_MK}, nope: 1 }\n",
+                  "t.yaml:3:33: auth: unknown key \"nope\" (known keys: master_key)\n");
+    unsetenv("MG_T_SECRET");
+    unsetenv("MG_T_MK");
+    unsetenv("MG_T_KEY");
+}
+
 T_TEST(env_missing_and_bad_references)
 {
     unsetenv("MG_T_MISSING");
@@ -855,7 +889,7 @@ T_MAIN("test_config",
        T_CASE(defaults_for_unset_keys),
        T_CASE(oidc_defaults_and_loopback_http_issuer),
        T_CASE(example_file_loads),
-       T_CASE(env_substitution),
+       T_CASE(env_substitution), T_CASE(env_substitution_in_flow_style),
        T_CASE(env_missing_and_bad_references),
        T_CASE(secrets_never_in_messages),
        T_CASE(unknown_and_duplicate_keys),
