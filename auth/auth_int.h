@@ -129,6 +129,10 @@ bool mg_auth_keys_role_ok(const char *s);
 bool mg_auth_keys_text_ok(const char *s, size_t max);
 /* Accepts an id or the printed "mgk_<id>" (moves *id past the prefix). */
 bool mg_auth_keys_id_ok(const char **id);
+/* Whether the stored policy defines role: 1 yes, 0 no (a key for it could do
+ * nothing), -1 no policy is stored yet (keys may come first, for a policy
+ * imported later), -2 database error (err filled). */
+int mg_auth_keys_role_defined(PGconn *c, const char *role, char *err, size_t errsz);
 /* Creates a key (expires_ms 0 = never); key/id/expires_at filled on MG_OK.
  * MG_ERR: generator failure; MG_AGAIN: database error (message in err). */
 mg_rc mg_auth_keys_create(PGconn *c, const char *user, const char *role, const char *name,

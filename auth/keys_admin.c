@@ -82,6 +82,12 @@ static void create_key(PGconn *c, const char *body, size_t len, const char *acto
         return;
     }
     char key[MG_KEY_LEN + 1], id[MG_KEY_ID_LEN + 1], exp_at[40], err[300], after[512];
+    if (mg_auth_keys_role_defined(c, role, err, sizeof(err)) == 0) {
+        reply_error(out, 422, "invalid_request_error", "unknown_role",
+                    "role: the policy in force has no such role (a key for it could do nothing)");
+        cJSON_Delete(j);
+        return;
+    }
     mg_buf errs = {0};
     mg_rc rc = MG_AGAIN;
     if (exec_ok(c, "BEGIN")) {

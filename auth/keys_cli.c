@@ -80,6 +80,21 @@ static int cmd_create(int argc, char **argv, int i, const mg_config *cfg)
     if (c == NULL)
         return rc;
     char key[MG_KEY_LEN + 1], id[MG_KEY_ID_LEN + 1], exp_at[40], err[300];
+    int known = mg_auth_keys_role_defined(c, role, err, sizeof(err));
+    if (known == 0) {
+        PQfinish(c);
+        fprintf(stderr, "modelgate keys create: the policy in force has no role \"%s\" (a key for it could do "
+                        "nothing); define the role first or pick one it has\n", role);
+        return 1;
+    }
+    if (known == -1)
+        fprintf(stderr, "modelgate keys create: warning: no policy is stored yet; the key can do nothing until "
+                        "a policy defines role \"%s\"\n", role);
+    if (known == -2) {
+        PQfinish(c);
+        fprintf(stderr, "modelgate keys create: %s\n", err);
+        return 2;
+    }
     mg_rc r = mg_auth_keys_create(c, user, role, name, exp_ms, key, id, exp_at, sizeof(exp_at), err, sizeof(err));
     PQfinish(c);
     if (r != MG_OK) {

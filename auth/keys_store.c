@@ -40,6 +40,22 @@ bool mg_auth_keys_text_ok(const char *s, size_t max)
     return true;
 }
 
+int mg_auth_keys_role_defined(PGconn *c, const char *role, char *err, size_t errsz)
+{
+    const char *params[] = {role};
+    PGresult *r = PQexecParams(c,
+        "SELECT (SELECT doc->'roles' ? $1 FROM policy_versions ORDER BY version DESC LIMIT 1)",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        snprintf(err, errsz, "reading the policy: %s", PQerrorMessage(c));
+        PQclear(r);
+        return -2;
+    }
+    int known = PQgetisnull(r, 0, 0) ? -1 : PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return known;
+}
+
 mg_rc mg_auth_keys_create(PGconn *c, const char *user, const char *role, const char *name,
                           uint64_t expires_ms, char key[MG_KEY_LEN + 1], char id[MG_KEY_ID_LEN + 1],
                           char *expires_at, size_t expires_sz, char *err, size_t errsz)

@@ -305,6 +305,15 @@ describe('role policies', () => {
     assert.ok(!list.body.includes(key.split('_')[2]), 'the secret is never listed');
     const bad = await h.request(gw, { path: '/admin/v1/keys', auth: h.MASTER_KEY, method: 'POST', body: { role: 'engineer' } });
     assert.equal(bad.status, 400);
+    // a key for a role the policy does not define could do nothing: refused
+    const ghost = await h.request(gw, { path: '/admin/v1/keys', auth: h.MASTER_KEY, method: 'POST',
+      body: { user: 'ghost@example.com', role: 'nosuchrole' } });
+    assert.equal(ghost.status, 422, ghost.body);
+    assert.equal(ghost.json.error.code, 'unknown_role');
+    const ghostCli = cli(['keys', 'create', '--user', 'ghost@example.com', '--role', 'nosuchrole']);
+    assert.equal(ghostCli.status, 1, ghostCli.stderr);
+    assert.match(ghostCli.stderr, /no role "nosuchrole"/);
+    assert.equal(ghostCli.stdout, '', 'no key printed');
     const del = await h.request(gw, { path: `/admin/v1/keys/${created.json.id}`, auth: h.MASTER_KEY, method: 'DELETE' });
     assert.equal(del.status, 200, del.body);
     const gone = await h.waitFor(async () => (await chatAs(key, 'after revoke')).status === 401, 8000, 250);
