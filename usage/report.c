@@ -77,14 +77,23 @@ static void days_to_date(int64_t z, char out[16])
 
 /* ---- output ------------------------------------------------------------- */
 
-static void csv_field(mg_buf *b, const char *s)
+/* One CSV cell (RFC 4180 quoting). Text cells (group-by values: user
+ * emails, cost centers, key names — all from outside) that a spreadsheet
+ * would run as a formula (leading = + - @, tab or CR) get a leading ' so
+ * finance opening the file runs nothing (OWASP "CSV injection"); the
+ * metric columns are numbers and are written as they are. */
+static void csv_field(mg_buf *b, const char *s, bool text)
 {
-    bool quote = s[0] == '\0' ? false : strpbrk(s, ",\"\r\n") != NULL || s[0] == ' ' || s[strlen(s) - 1] == ' ';
+    bool formula = text && s[0] != '\0' && strchr("=+-@\t\r", s[0]) != NULL;
+    bool quote = s[0] == '\0' ? false : formula || strpbrk(s, ",\"\r\n") != NULL || s[0] == ' ' ||
+                                         s[strlen(s) - 1] == ' ';
     if (!quote) {
         mg_buf_append_str(b, s);
         return;
     }
     mg_buf_append(b, "\"", 1);
+    if (formula)
+        mg_buf_append(b, "'", 1);
     for (const char *p = s; *p; p++) {
         if (*p == '"') mg_buf_append(b, "\"", 1);
         mg_buf_append(b, p, 1);
@@ -105,7 +114,7 @@ static void out_csv(mg_buf *b, const mg_usage_report_params *p, PGresult *rows)
     for (int r = 0; r < PQntuples(rows); r++) {
         for (int f = 0; f < nf; f++) {
             if (f) mg_buf_append(b, ",", 1);
-            csv_field(b, PQgetvalue(rows, r, f));
+            csv_field(b, PQgetvalue(rows, r, f), f < (int)p->ngroup);
         }
         mg_buf_append(b, "\n", 1);
     }

@@ -267,6 +267,30 @@ describe('usage ledger (real PostgreSQL)', { skip: !pgl.available() && 'PostgreS
     assert.equal(baddate.code, 1);
   });
 
+  it('CSV: text cells a spreadsheet would run as a formula are defused', async () => {
+    // Claims and key names come from outside; a cell starting with = + - @
+    // must not become a formula in finance's spreadsheet.
+    pg.sql(`INSERT INTO usage_events (request_id, ts, subject, email, cost_center, model, provider, status,
+             prompt_tokens, completion_tokens, cost_usd)
+            VALUES ('csv-inj-1', '2025-03-31T12:00:00Z', 'x', '=HYPERLINK("http://evil")', '@SUM(A1)', 'gpt-test',
+                    'mock', 200, 1, 2, 0.5)`);
+    try {
+      const r = await run(['usage', '--from', '2025-03-31', '--to', '2025-03-31', '--group-by', 'user,cost_center',
+        '--filter', 'cost_center=@SUM(A1)', '--format', 'csv'], { env: { MODELGATE_USAGE_NO_ROLLUP: '1' } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.stdout.trimEnd().split('\n'), [
+        'user,cost_center,requests,prompt_tokens,completion_tokens,total_tokens,cost_usd',
+        `"'=HYPERLINK(""http://evil"")","'@SUM(A1)",1,1,2,3,0.5000000000`,
+      ]);
+      // JSON keeps the value as it is
+      const j = await run(['usage', '--from', '2025-03-31', '--to', '2025-03-31', '--group-by', 'user',
+        '--filter', 'cost_center=@SUM(A1)', '--format', 'json'], { env: { MODELGATE_USAGE_NO_ROLLUP: '1' } });
+      assert.equal(JSON.parse(j.stdout).rows[0].user, '=HYPERLINK("http://evil")');
+    } finally {
+      pg.sql("DELETE FROM usage_events WHERE request_id = 'csv-inj-1'");
+    }
+  });
+
   it('rollup: every report format equals SELECT ... FROM usage_events GROUP BY (many group-bys and filters)', async () => {
     // 3000 records 41.7 min apart: June..August 2025, NULL e-mails / cost centers / key ids
     const w = await run(['write', '3000', '--prefix', 'roll', '--month', '2025-06', '--step-ms', '2500000', '--varied', '--workers', '3']);
@@ -288,7 +312,11 @@ describe('usage ledger (real PostgreSQL)', { skip: !pgl.available() && 'PostgreS
         ${groups.length ? `GROUP BY ${groups.map((_, i) => i + 1).join(', ')} ORDER BY ${groups.map((_, i) => i + 1).join(', ')}` : ''}`;
       return pg.sql(sql).split('\n').filter((l) => l !== '').map((l) => l.split('|'));
     };
-    const csvField = (v) => (/[,"\r\n]/.test(v) || /^ | $/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+    const csvField = (v, i, groups) => {
+      const formula = i < groups && /^[=+\-@\t\r]/.test(v);
+      const t = formula ? `'${v}` : v;
+      return formula || /[,"\r\n]/.test(v) || /^ | $/.test(v) ? `"${t.replace(/"/g, '""')}"` : t;
+    };
     const cases = [
       [[], []], [['user'], []], [['role'], []], [['model'], []], [['provider'], []], [['day'], []],
       [['month'], []], [['cost_center'], []], [['key'], []], [['model', 'day'], []],
@@ -311,7 +339,7 @@ describe('usage ledger (real PostgreSQL)', { skip: !pgl.available() && 'PostgreS
         const csv = await run([...args, '--format', 'csv']);
         assert.equal(csv.code, 0, csv.stderr);
         const want = [groups.concat(['requests', 'prompt_tokens', 'completion_tokens', 'total_tokens', 'cost_usd']).join(',')]
-          .concat(exp.map((r) => r.map(csvField).join(',')));
+          .concat(exp.map((r) => r.map((v, i) => csvField(v, i, groups.length)).join(',')));
         assert.deepEqual(csv.stdout.trimEnd().split('\n'), want, `csv ${what}`);
         // the same report forced through the event scan is identical
         const scan = await run([...args, '--format', 'csv'], { env: { MODELGATE_USAGE_NO_ROLLUP: '1' } });
