@@ -378,6 +378,7 @@ mg_stage_rc mg_policy_limits_stage(mg_req *req)
             h->tpm_reserved = lim.v[MG_POLICY_LIM_TPM] >= 0 ? tokens : 0;
     }
     bool windows_taken = retry == 0, user_taken = false, wait = false;
+    const char *team_role = NULL;   /* the role whose team limit refused, for the message */
     int park_attempts = g_park_attempts;
     g_park_attempts = 0;
     bool may_wait = park_attempts < MG_POLICY_MAX_PARKS;
@@ -411,6 +412,7 @@ mg_stage_rc mg_policy_limits_stage(mg_req *req)
         }
         if (rc == 1) {
             retry = (int)(ra > 0 ? ra : 1);
+            team_role = r->name;
             break;
         }
         h->team[h->nteam++] = t;
@@ -430,10 +432,16 @@ mg_stage_rc mg_policy_limits_stage(mg_req *req)
                 return MG_STAGE_PARKED;
             retry = 1;
         }
-        char msg[200];
-        snprintf(msg, sizeof(msg), "%s limit reached (%s); retry after %d s",
-                 which == MG_POLICY_LIM_RPM || which == MG_POLICY_LIM_TPM ? "rate" : "budget",
-                 mg_policy_limit_name(which), retry);
+        /* Name the rule that decided: which limit, and whose (the
+         * caller's own, or the team limit of one of their roles). */
+        char msg[320];
+        if (team_role)
+            snprintf(msg, sizeof(msg), "budget limit reached (team_limits.%s of role %.150s, shared by its users); "
+                     "retry after %d s", mg_policy_limit_name(which), team_role, retry);
+        else
+            snprintf(msg, sizeof(msg), "%s limit reached (limits.%s, per user); retry after %d s",
+                     which == MG_POLICY_LIM_RPM || which == MG_POLICY_LIM_TPM ? "rate" : "budget",
+                     mg_policy_limit_name(which), retry);
         mg_req_respond_error(req, 429, "rate_limit_error", limit_code(which), msg, retry);
         return MG_STAGE_RESPONDED;
     }

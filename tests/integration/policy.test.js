@@ -37,6 +37,8 @@ const POLICY = {
     // last few tokens (anything from 129 to 154 per request gives 5).
     five: { models: ['gpt-test'], filters: [], limits: { tokens_per_day: 770, max_tokens: 100 }, permissions: [] },
     finance: { models: [], permissions: ['usage:read'] },
+    // team_limits: all of the role's users together (2 x ~140 fit in 300)
+    team: { models: ['gpt-test'], filters: [], limits: { max_tokens: 100 }, team_limits: { tokens_per_day: 300 }, permissions: [] },
     meter: {
       models: ['gpt-test'], filters: ['pii'],
       limits: { requests_per_minute: 50, tokens_per_day: 100000, max_tokens: 64 },
@@ -84,11 +86,14 @@ describe('role policies', () => {
     dir = h.makeTmpDir('mg-policy-');
     const m = cli(['migrate']);
     assert.equal(m.status, 0, m.stderr);
-    for (const role of ['engineer', 'limited', 'tight', 'five', 'finance', 'meter']) {
+    for (const role of ['engineer', 'limited', 'tight', 'five', 'finance', 'meter', 'team']) {
       const k = cli(['keys', 'create', '--user', `${role}@example.com`, '--role', role]);
       assert.equal(k.status, 0, k.stderr);
       keys[role] = k.stdout.trim();
     }
+    const t2 = cli(['keys', 'create', '--user', 'team-two@example.com', '--role', 'team']);
+    assert.equal(t2.status, 0, t2.stderr);
+    keys.team2 = t2.stdout.trim();
     importPolicy(POLICY);
     mock = await h.startMock();
     gw = await h.startGateway({ mock, configOverrides: withDb });
@@ -207,6 +212,26 @@ describe('role policies', () => {
     assert.equal(absurd.status, 400, absurd.body);
     assert.equal(absurd.json.error.code, 'invalid_n');
     assert.equal((await mock.requests()).length, 0, 'the upstream saw neither');
+  });
+
+  it('team_limits: the role\'s users share one budget; with it reserved, the next member is refused', async () => {
+    await mock.clear();
+    // Both members' requests are held upstream, so their worst-case
+    // reservations (~140 tokens each) stay on the shared 300 while a third
+    // arrives. Neither user has a limit of their own: the team cap decides.
+    const held = [chatAs(keys.team, '[[mock:delay_ms=2500]] first member'),
+      chatAs(keys.team2, '[[mock:delay_ms=2500]] second member')];
+    await h.waitFor(async () => (await mock.requests()).length === 2, 5000);
+    const c = await chatAs(keys.team2, 'one too many');
+    assert.equal(c.status, 429, c.body);
+    assert.equal(c.json.error.code, 'budget_exceeded');
+    assert.match(c.json.error.message, /team_limits\.tokens_per_day of role team/, 'the message names the rule that decided');
+    assert.ok(Number(c.headers['retry-after']) >= 1);
+    for (const r of await Promise.all(held)) assert.equal(r.status, 200, r.body);
+    assert.equal((await mock.requests()).length, 2, 'the refused request never reached the upstream');
+    // settled with real usage (a few tokens each), the team has room again
+    const d = await chatAs(keys.team, 'room again');
+    assert.equal(d.status, 200, d.body);
   });
 
   it('max_tokens above the cap is clamped and says so in X-Modelgate-Max-Tokens; below it, no header', async () => {
