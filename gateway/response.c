@@ -119,8 +119,13 @@ send:
     if (retry_after_s > 0)
         snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry_after_s);
     const char *more = extra;
+    /* RFC 6750 §3.1: credentials that were sent but are not good get
+     * error="invalid_token" (clients then know a refresh may help); a
+     * request without any gets the bare challenge. */
     if (status == 401)
-        more = "WWW-Authenticate: Bearer realm=\"modelgate\"\r\n";
+        more = code && strcmp(code, "missing_credentials") != 0
+                   ? "WWW-Authenticate: Bearer realm=\"modelgate\", error=\"invalid_token\"\r\n"
+                   : "WWW-Authenticate: Bearer realm=\"modelgate\"\r\n";
     mg_req_respond(req, status, "application/json", b.p ? b.p : "", b.len, more[0] ? more : NULL);
     mg_buf_free(&b);
 }

@@ -196,7 +196,12 @@ test('bad tokens are refused with 401 and never reach the upstream', async () =>
     h.assertErrorShape(r, name);
     assert.match(r.json.error.message, why, name);
     assert.equal(r.headers['set-cookie'], undefined, `${name}: cookie set`);
+    assert.equal(r.headers['www-authenticate'], 'Bearer realm="modelgate", error="invalid_token"', name);
   }
+  // no credentials at all: the bare challenge (RFC 6750 §3.1)
+  const none = await h.request(gw, { path: '/v1/chat/completions', auth: null, body: h.chatBody('hi') });
+  assert.equal(none.status, 401);
+  assert.equal(none.headers['www-authenticate'], 'Bearer realm="modelgate"');
   assert.equal((await mock.requests()).length, 0, 'a refused token reached the upstream');
 });
 
