@@ -432,25 +432,25 @@ static bool ensure_partitions(shipper *S)
 
 /* ---- one batch: parse, COPY, move ------------------------------------------ */
 
+/* COPY text escaping; the table marks the bytes that need it. */
+static const char COPY_ESC[256] = {['\\'] = '\\', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
+
 static void copy_escape(mg_buf *b, const char *p, size_t n)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        const char *e = c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
-        if (e == NULL)
+        char e = COPY_ESC[(unsigned char)p[i]];
+        if (e == 0)
             continue;
         mg_buf_append(b, p + run, i - run);
-        mg_buf_append(b, e, 2);
+        char two[2] = {'\\', e};
+        mg_buf_append(b, two, 2);
         run = i + 1;
     }
     mg_buf_append(b, p + run, n - run);
 }
 
-/* One COPY line for the record (seq, then FIELDS). False if the record is
- * not a JSON object (the line is not added): a dead letter. Values of the
- * wrong type are passed on as text for PostgreSQL to reject (class 22). */
-static bool copy_line(mg_buf *b, size_t seq, const char *raw, size_t len)
+bool mg_usage_copy_line_slow(mg_buf *b, size_t seq, const char *raw, size_t len)
 {
     cJSON *j = cJSON_ParseWithLength(raw, len);
     if (!cJSON_IsObject(j)) {
@@ -487,6 +487,323 @@ static bool copy_line(mg_buf *b, size_t seq, const char *raw, size_t len)
     mg_buf_append(b, "\n", 1);
     cJSON_Delete(j);
     return true;
+}
+
+/* ---- the fast path: the records our encoder writes, without cJSON ---------
+ * A record is scanned once: each known key's value is located and checked
+ * to be a form whose COPY text is obviously the same as the cJSON path's
+ * (plain strings with simple escapes, integers of at most 15 digits,
+ * decimals with at most 5 integer digits -- after numeric(20,10) rounding
+ * the literal and cJSON's %.17g store the same value --, true/false/null,
+ * a decision in cJSON's compact print form). Anything else (whitespace,
+ * unknown or repeated keys, surrogate escapes, other shapes, old or foreign
+ * records) makes the whole record take the cJSON path, so the rows are
+ * identical either way; tests/unit/test_usage_encode.c compares the two. */
+
+typedef struct fval {
+    const char *p;   /* the value's first byte, NULL if absent */
+    size_t n;
+    char kind;       /* 's' string, 'n' number, 't' true, 'f' false, 'z' null, 'j' raw JSON */
+} fval;
+
+static bool field_is(int f, const char *k, size_t n)
+{
+    return f >= 0 && (size_t)f < MG_ARRAY_LEN(FIELDS) && strlen(FIELDS[f].name) == n &&
+           memcmp(FIELDS[f].name, k, n) == 0;
+}
+
+/* prev: the previous key's field. The encoder writes ts, request_id, then
+ * FIELDS' order, so the guess is nearly always right. */
+static int field_index(const char *k, size_t n, int prev)
+{
+    int guess = prev < 0 ? 1 : prev == 1 ? 0 : prev == 0 ? 2 : prev + 1;
+    if (field_is(guess, k, n))
+        return guess;
+    for (int f = 0; f < (int)MG_ARRAY_LEN(FIELDS); f++)
+        if (field_is(f, k, n))
+            return f;
+    return -1;
+}
+
+/* A JSON string at s[0] == '"' whose unescaping is simple (no \u0000, no
+ * surrogates, no raw control bytes); returns its end (after the closing
+ * quote) or NULL. */
+/* bytes that end a run of plain string bytes: quote, backslash, controls */
+static const uint8_t STR_STOP[256] = {[0x00 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1};
+
+static const char *scan_str(const char *s, const char *end)
+{
+    for (s++; s < end; s++) {
+        while (s < end && !STR_STOP[(unsigned char)*s])
+            s++;
+        if (s >= end)
+            return NULL;
+        unsigned char c = (unsigned char)*s;
+        if (c == '"')
+            return s + 1;
+        if (c < 0x20)
+            return NULL;
+        if (c != '\\')
+            continue;
+        if (++s >= end)
+            return NULL;
+        switch (*s) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            break;
+        case 'u': {
+            if (end - s < 5)
+                return NULL;
+            unsigned v = 0;
+            for (int i = 1; i <= 4; i++) {
+                char h = s[i];
+                v = v << 4 | (unsigned)(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                                        : h >= 'A' && h <= 'F' ? h - 'A' + 10 : 99);
+                if (v > 0xFFFF) return NULL;
+            }
+            if (v == 0 || (v >= 0xD800 && v <= 0xDFFF))
+                return NULL;
+            s += 4;
+            break;
+        }
+        default:
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* A string without any backslash, as cJSON prints it back. */
+static const char *scan_plain_str(const char *s, const char *end)
+{
+    for (s++; s < end; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"') return s + 1;
+        if (c < 0x20 || c == '\\') return NULL;
+    }
+    return NULL;
+}
+
+/* -?digits[.digits]; *intd / *fracd get the digit counts (fracd -1: no
+ * fraction). Leading zeros and "-0" are refused (cJSON prints them back
+ * differently). */
+static const char *scan_num(const char *s, const char *end, int *intd, int *fracd)
+{
+    const char *p = s;
+    if (p < end && *p == '-') p++;
+    const char *d0 = p;
+    while (p < end && *p >= '0' && *p <= '9') p++;
+    *intd = (int)(p - d0);
+    if (*intd == 0 || (*intd > 1 && *d0 == '0'))
+        return NULL;
+    if (*s == '-' && *intd == 1 && *d0 == '0' && !(p < end && *p == '.'))
+        return NULL;
+    *fracd = -1;
+    if (p < end && *p == '.') {
+        const char *f0 = ++p;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        *fracd = (int)(p - f0);
+        if (*fracd == 0) return NULL;
+    }
+    if (p < end && (*p == 'e' || *p == 'E'))
+        return NULL;
+    return p;
+}
+
+/* A value in the form cJSON_PrintUnformatted would print it back: compact,
+ * plain strings, small integers. depth bounds the recursion. */
+static const char *scan_canon(const char *s, const char *end, int depth)
+{
+    if (s >= end || depth > 16)
+        return NULL;
+    switch (*s) {
+    case '"':
+        return scan_plain_str(s, end);
+    case 't': return end - s >= 4 && memcmp(s, "true", 4) == 0 ? s + 4 : NULL;
+    case 'f': return end - s >= 5 && memcmp(s, "false", 5) == 0 ? s + 5 : NULL;
+    case 'n': return end - s >= 4 && memcmp(s, "null", 4) == 0 ? s + 4 : NULL;
+    case '[': case '{': {
+        char close = *s == '[' ? ']' : '}';
+        bool obj = *s == '{';
+        s++;
+        if (s < end && *s == close)
+            return s + 1;
+        for (;;) {
+            if (obj) {
+                if (s >= end || *s != '"' || (s = scan_plain_str(s, end)) == NULL || s >= end || *s != ':')
+                    return NULL;
+                s++;
+            }
+            if ((s = scan_canon(s, end, depth + 1)) == NULL || s >= end)
+                return NULL;
+            if (*s == close)
+                return s + 1;
+            if (*s++ != ',')
+                return NULL;
+        }
+    }
+    default: {
+        int id, fd;
+        const char *e = scan_num(s, end, &id, &fd);
+        return e && fd < 0 && id <= 9 ? e : NULL;   /* cJSON prints these with %d */
+    }
+    }
+}
+
+static char hexv(char h)
+{
+    return (char)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+}
+
+/* The emitters below write into room reserved beforehand: at most two
+ * bytes out per byte of the record (COPY escaping doubles a byte; a \uXXXX
+ * escape is six bytes in, at most three out). */
+static char *put_copy_escaped(char *d, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char e = COPY_ESC[(unsigned char)p[i]];
+        if (e) { *d++ = '\\'; *d++ = e; }
+        else *d++ = p[i];
+    }
+    return d;
+}
+
+/* bytes that end a run copied as is: backslash and what COPY escapes */
+static const uint8_t UNESC_STOP[256] = {['\\'] = 1, ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
+
+/* Unescapes the string scan_str accepted (quotes included in s[0..n)) and
+ * writes it COPY-escaped. */
+static char *put_json_str(char *d, const char *s, size_t n)
+{
+    const char *p = s + 1, *end = s + n - 1;
+    while (p < end) {
+        const char *run = p;
+        while (p < end && !UNESC_STOP[(unsigned char)*p])
+            p++;
+        memcpy(d, run, (size_t)(p - run));
+        d += p - run;
+        if (p >= end)
+            break;
+        char c = *p;
+        if (c != '\\') {   /* a raw tab (cannot happen: scan_str refuses control bytes) */
+            d = put_copy_escaped(d, p, 1);
+            p++;
+            continue;
+        }
+        char e = p[1], out[3];
+        size_t on = 1;
+        switch (e) {
+        case 'b': out[0] = '\b'; break;
+        case 'f': out[0] = '\f'; break;
+        case 'n': out[0] = '\n'; break;
+        case 'r': out[0] = '\r'; break;
+        case 't': out[0] = '\t'; break;
+        case 'u': {
+            unsigned v = (unsigned)hexv(p[2]) << 12 | (unsigned)hexv(p[3]) << 8 | (unsigned)hexv(p[4]) << 4 |
+                         (unsigned)hexv(p[5]);
+            if (v < 0x80) { out[0] = (char)v; }
+            else if (v < 0x800) { out[0] = (char)(0xC0 | v >> 6); out[1] = (char)(0x80 | (v & 0x3F)); on = 2; }
+            else {
+                out[0] = (char)(0xE0 | v >> 12); out[1] = (char)(0x80 | ((v >> 6) & 0x3F));
+                out[2] = (char)(0x80 | (v & 0x3F)); on = 3;
+            }
+            p += 4;
+            break;
+        }
+        default: out[0] = e; break;   /* " \ / */
+        }
+        p += 2;
+        d = put_copy_escaped(d, out, on);
+    }
+    return d;
+}
+
+bool mg_usage_copy_line(mg_buf *b, size_t seq, const char *raw, size_t len)
+{
+    fval v[MG_ARRAY_LEN(FIELDS)];
+    memset(v, 0, sizeof v);
+    const char *s = raw, *end = raw + len;
+    int f = -1;
+    if (len < 2 || *s != '{')
+        goto slow;
+    s++;
+    if (*s != '}') {
+        for (;;) {
+            if (s >= end || *s != '"')
+                goto slow;
+            const char *k = s + 1;
+            const char *ke = memchr(k, '"', (size_t)(end - k));
+            if (ke == NULL || ke + 1 >= end || ke[1] != ':')
+                goto slow;
+            f = field_index(k, (size_t)(ke - k), f);
+            if (f < 0 || v[f].p != NULL || memchr(k, '\\', (size_t)(ke - k)) != NULL)
+                goto slow;
+            s = ke + 2;
+            if (s >= end)
+                goto slow;
+            const char *e;
+            char kind;
+            ftype t = FIELDS[f].t;
+            if (*s == 'n' && end - s >= 4 && memcmp(s, "null", 4) == 0) {
+                e = s + 4; kind = 'z';
+            } else if (t == F_JSON) {
+                e = scan_canon(s, end, 0); kind = 'j';
+            } else if (*s == '"') {
+                e = t == F_TEXT ? scan_str(s, end) : NULL; kind = 's';
+            } else if (*s == 't' && t == F_BOOL && end - s >= 4 && memcmp(s, "true", 4) == 0) {
+                e = s + 4; kind = 't';
+            } else if (*s == 'f' && t == F_BOOL && end - s >= 5 && memcmp(s, "false", 5) == 0) {
+                e = s + 5; kind = 'f';
+            } else if (t == F_INT || t == F_NUM) {
+                int id, fd;
+                e = scan_num(s, end, &id, &fd);
+                /* integers of <= 15 digits are exact in a double; decimals only for numeric(20,10) */
+                if (e && !(fd < 0 ? id <= 15 : t == F_NUM && id <= 5 && fd <= 10))
+                    e = NULL;
+                kind = 'n';
+            } else {
+                e = NULL; kind = 0;
+            }
+            if (e == NULL)
+                goto slow;
+            v[f] = (fval){s, (size_t)(e - s), kind};
+            s = e;
+            if (s < end && *s == ',') { s++; continue; }
+            if (s < end && *s == '}') break;
+            goto slow;
+        }
+    }
+    if (s + 1 != end)    /* anything after the object (cJSON would ignore it): keep its verdict */
+        goto slow;
+    if (mg_buf_reserve(b, 2 * len + 3 * MG_ARRAY_LEN(FIELDS) + 24) != MG_OK)
+        return mg_usage_copy_line_slow(b, seq, raw, len);   /* it reports the failure its own way */
+    char *d = b->p + b->len, tmp[20];
+    size_t tn = sizeof tmp;
+    uint64_t sv = seq;
+    do { tmp[--tn] = (char)('0' + sv % 10); sv /= 10; } while (sv);
+    memcpy(d, tmp + tn, sizeof tmp - tn);
+    d += sizeof tmp - tn;
+    for (f = 0; f < (int)MG_ARRAY_LEN(FIELDS); f++) {
+        *d++ = '\t';
+        switch (v[f].p ? v[f].kind : 'z') {
+        case 'z':
+            if (FIELDS[f].t == F_BOOL && strcmp(FIELDS[f].name, "incomplete") == 0) {
+                *d++ = 'f';    /* records from before start records existed */
+            } else {
+                *d++ = '\\';
+                *d++ = 'N';
+            }
+            break;
+        case 's': d = put_json_str(d, v[f].p, v[f].n); break;
+        case 't': *d++ = 't'; break;
+        case 'f': *d++ = 'f'; break;
+        default: d = put_copy_escaped(d, v[f].p, v[f].n); break;   /* numbers, compact JSON */
+        }
+    }
+    *d++ = '\n';
+    b->len = (size_t)(d - b->p);
+    return true;
+slow:
+    return mg_usage_copy_line_slow(b, seq, raw, len);
 }
 
 static bool copy_data(shipper *S, const mg_buf *data, char state[6], mg_buf *err)
@@ -590,7 +907,7 @@ static int ship_bulk(shipper *S, long long *inserted, long long *upgraded, char 
 {
     mg_buf_reset(&S->copy);
     for (size_t i = 0; i < S->nrecs; i++)
-        if (!copy_line(&S->copy, i, S->data.p + S->recs[i].pos, S->recs[i].len))
+        if (!mg_usage_copy_line(&S->copy, i, S->data.p + S->recs[i].pos, S->recs[i].len))
             return 1;
     if (!db_cmd(S, "BEGIN", state, err))
         return -1;
@@ -630,7 +947,7 @@ static bool ship_range(shipper *S, size_t lo, size_t hi, long long *inserted, lo
     mg_buf_reset(line);
     bool parsed = true;
     for (size_t i = lo; i < hi && parsed; i++)
-        parsed = copy_line(line, i, S->data.p + S->recs[i].pos, S->recs[i].len);
+        parsed = mg_usage_copy_line(line, i, S->data.p + S->recs[i].pos, S->recs[i].len);
     if (!parsed && hi - lo == 1)
         return dead_letter(S, &S->recs[lo], "not JSON", "the record is not a JSON object", dead, err);
     long long n = 0, u = 0;

@@ -28,6 +28,14 @@ uint32_t mg_usage_crc32(const void *p, size_t n);
  * MG_ERR if ev has no request_id or the payload would exceed MG_JREC_MAX. */
 mg_rc mg_usage_encode(mg_buf *out, const mg_usage_event *ev);
 
+/* Appends the COPY text line (seq, then the usage_events columns, tab
+ * separated) for one journal payload. False if the payload is not a JSON
+ * object (nothing appended): a dead letter. Records in the encoder's own
+ * form are read directly; anything else goes through cJSON
+ * (mg_usage_copy_line_slow), with the same line as the result. */
+bool mg_usage_copy_line(mg_buf *b, size_t seq, const char *raw, size_t len);
+bool mg_usage_copy_line_slow(mg_buf *b, size_t seq, const char *raw, size_t len);
+
 typedef enum mg_jdec {
     MG_JDEC_OK,          /* a whole valid record: payload/plen set, used = record size */
     MG_JDEC_NEED_MORE,   /* buf ends inside a plausible record; used = 0 */
