@@ -11,10 +11,24 @@
  *      policy/filter.c policy/limits.c gateway/core.c gateway/json.c \
  *      -lpcre2-8 -lcjson -lpthread -lm && build/policy_bench
  *
+ * With a policy file and a request body it measures those instead (the
+ * full-path bench's: bench/policy-full.json bench/prompt-2k.json; the first
+ * role of the policy is used, the output filter runs on the bench
+ * upstream's reply text):
+ *   build/policy_bench bench/policy-full.json bench/prompt-2k.json
+ *
+ * Load-independent figures: `--count N` runs each stage N times untimed, for
+ * callgrind to count instructions (inclusive cost of mg_policy_filter_request,
+ * mg_policy_filter_text and mg_policy_stream_push/flush, divided by N):
+ *   valgrind --tool=callgrind --callgrind-out-file=/tmp/pb.cg \
+ *      build/policy_bench --count 2000 bench/policy-full.json bench/prompt-2k.json
+ *   callgrind_annotate --inclusive=yes /tmp/pb.cg | grep mg_policy_
+ *
  * SPDX-License-Identifier: Apache-2.0
  */
 #include "policy/policy.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -75,8 +89,131 @@ static double bench_filter(mg_policy_effective *e, const cJSON *tmpl, int iters,
     return best;
 }
 
-int main(void)
+static char *slurp(const char *path, size_t *len)
 {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    mg_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (mg_buf_append(&b, chunk, n) != MG_OK)
+            break;
+    fclose(f);
+    if (mg_buf_append(&b, "", 1) != MG_OK) {
+        mg_buf_free(&b);
+        return NULL;
+    }
+    *len = b.len - 1;
+    return b.p;
+}
+
+/* The bench upstream's fixed reply (bench/upstream.nginx.conf.in). */
+static const char *REPLY = "Hello! This is a fixed benchmark reply.";
+
+static int file_mode(long count, const char *policy_path, const char *body_path)
+{
+    size_t plen = 0, blen = 0;
+    char *pj = slurp(policy_path, &plen), *bj = slurp(body_path, &blen);
+    if (pj == NULL || bj == NULL) {
+        fprintf(stderr, "policy_bench: cannot read %s\n", pj == NULL ? policy_path : body_path);
+        return 1;
+    }
+    mg_buf errs = {0};
+    mg_policy *p = mg_policy_load(pj, plen, &errs);
+    cJSON *body = cJSON_ParseWithLength(bj, blen);
+    if (p == NULL || body == NULL || mg_policy_document(p)->n_roles == 0) {
+        fprintf(stderr, "policy_bench: bad policy or body: %.*s\n", (int)errs.len, errs.p ? errs.p : "");
+        return 1;
+    }
+    const char *roles[] = { mg_policy_document(p)->roles[0].name };
+    mg_policy_effective *e = mg_policy_effective_new(p, roles, 1, NULL);
+    mg_buf out = {0};
+    int rc = 0;
+    if (count > 0) {
+        /* untimed, for callgrind: verdicts are checked so a broken build
+         * cannot pass for a fast one */
+        size_t flagged = 0;
+        for (long i = 0; i < count; i++) {
+            cJSON *b = cJSON_Duplicate(body, 1);
+            mg_policy_verdict v;
+            mg_policy_verdict_init(&v);
+            if (mg_policy_filter_request(e, b, MG_API_CHAT, &v) != MG_OK || v.blocked)
+                rc = 1;
+            flagged += v.n_rules;
+            cJSON_Delete(b);
+        }
+        for (long i = 0; i < count; i++) {
+            mg_policy_verdict v;
+            mg_policy_verdict_init(&v);
+            mg_buf_reset(&out);
+            if (mg_policy_filter_text(e, MG_POLICY_OUTPUT, REPLY, strlen(REPLY), &out, &v) != MG_OK ||
+                v.blocked || out.len != strlen(REPLY))
+                rc = 1;
+        }
+        for (long i = 0; i < count; i++) {
+            mg_policy_stream *st = mg_policy_stream_new(e, 0);
+            mg_policy_verdict v;
+            mg_policy_verdict_init(&v);
+            mg_buf_reset(&out);
+            if (st == NULL || mg_policy_stream_push(st, REPLY, strlen(REPLY), &out, &v) != MG_OK ||
+                mg_policy_stream_flush(st, &out, &v) != MG_OK || out.len != strlen(REPLY))
+                rc = 1;
+            mg_policy_stream_free(st);
+        }
+        printf("policy_bench: %ld x (input filter on %s, output filter and stream on the %zu-byte reply), "
+               "%zu rules fired in all%s\n", count, body_path, strlen(REPLY), flagged, rc ? ", ERRORS" : "");
+    } else {
+        bench_filter(e, body, 2000, false);
+        double dup = bench_filter(e, body, 4000, true);
+        double t_in = bench_filter(e, body, 4000, false) - dup;
+        double best = 1e30;
+        for (int round = 0; round < 5; round++) {
+            uint64_t t0 = mg_now_us();
+            for (int i = 0; i < 20000; i++) {
+                mg_policy_verdict v;
+                mg_policy_verdict_init(&v);
+                mg_buf_reset(&out);
+                mg_policy_filter_text(e, MG_POLICY_OUTPUT, REPLY, strlen(REPLY), &out, &v);
+            }
+            double t = (double)(mg_now_us() - t0) / 20000;
+            if (t < best)
+                best = t;
+        }
+        printf("policy_bench: %s on %s (%zu bytes)\n", policy_path, body_path, blen);
+        printf("  input filter:                       %7.2f us/request\n", t_in);
+        printf("  output filter (%zu-byte reply):     %7.3f us/reply\n", strlen(REPLY), best);
+    }
+    mg_buf_free(&out);
+    mg_buf_free(&errs);
+    cJSON_Delete(body);
+    mg_policy_effective_free(e);
+    mg_policy_unref(p);
+    free(pj);
+    free(bj);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3)
+        return file_mode(0, argv[1], argv[2]);
+    if (argc == 5 && strcmp(argv[1], "--count") == 0) {
+        char *end;
+        errno = 0;
+        long n = strtol(argv[2], &end, 10);
+        if (errno != 0 || end == argv[2] || *end != '\0' || n <= 0 || n > 100000000) {
+            fprintf(stderr, "policy_bench: --count wants a positive number\n");
+            return 2;
+        }
+        return file_mode(n, argv[3], argv[4]);
+    }
+    if (argc != 1) {
+        fprintf(stderr, "usage: policy_bench [[--count N] POLICY.json BODY.json]\n");
+        return 2;
+    }
+
     mg_buf errs = {0};
     mg_policy *p = mg_policy_load(POLICY, strlen(POLICY), &errs);
     if (p == NULL) {

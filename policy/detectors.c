@@ -81,7 +81,15 @@ int mg_policy_re_next(const pcre2_code *re, const char *text, size_t len, size_t
         return PCRE2_ERROR_NOMEMORY;
     if (from > len)
         return 0;
-    int rc = pcre2_match(re, (PCRE2_SPTR)text, len, from, utf_checked ? PCRE2_NO_UTF_CHECK : 0,
+    /* pcre2_jit_match skips pcre2_match's option checks and dispatch
+     * (~5 k instructions per 2 KB request); it never checks UTF, so it is only
+     * used when no check is wanted. A pattern the JIT could not compile
+     * answers BADOPTION and goes through the interpreter. */
+    int rc = PCRE2_ERROR_JIT_BADOPTION;
+    if (utf_checked)
+        rc = pcre2_jit_match(re, (PCRE2_SPTR)text, len, from, 0, t->md, t->mctx);
+    if (rc == PCRE2_ERROR_JIT_BADOPTION)
+        rc = pcre2_match(re, (PCRE2_SPTR)text, len, from, utf_checked ? PCRE2_NO_UTF_CHECK : 0,
                          t->md, t->mctx);
     if (rc == PCRE2_ERROR_NOMATCH)
         return 0;
@@ -473,17 +481,11 @@ static pcre2_code *compiled[MG_POLICY_DET__COUNT][MAX_DET_PATTERNS];
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
 static bool compile_failed;
 
-static void compile_detectors(void)
-{
-    for (int d = 0; d < MG_POLICY_DET__COUNT; d++)
-        for (size_t i = 0; i < detectors[d].n; i++)
-            if ((compiled[d][i] = mg_policy_re_compile(detectors[d].p[i].re, false)) == NULL)
-                compile_failed = true;
-}
-
 /* memchr is vectorised; glibc's memmem is not for short needles. Search
  * for the needle's rarest byte (punctuation, then capitals, then the
- * rest), since memchr for 'e' in English stops every few bytes. */
+ * rest), since memchr for 'e' in English stops every few bytes. The key
+ * byte and length of every needle are worked out once, with the patterns
+ * (see compile_detectors), not per text. */
 static int rarity(char c)
 {
     if (is_alpha(c))
@@ -491,12 +493,24 @@ static int rarity(char c)
     return 0;
 }
 
-static bool has_needle(const char *t, size_t len, const char *needle)
+#define MAX_NEEDLES 8
+typedef struct needle_meta {
+    unsigned char n, k;         /* length, index of the byte memchr looks for */
+} needle_meta;
+static needle_meta needle_info[MG_POLICY_DET__COUNT][MAX_DET_PATTERNS][MAX_NEEDLES];
+
+static needle_meta needle_prepare(const char *needle)
 {
     size_t n = strlen(needle), k = 0;
     for (size_t i = 1; i < n; i++)
         if (rarity(needle[i]) < rarity(needle[k]))
             k = i;
+    return (needle_meta){ (unsigned char)n, (unsigned char)k };
+}
+
+static bool has_needle(const char *t, size_t len, const char *needle, needle_meta m)
+{
+    size_t n = m.n, k = m.k;
     if (len < n)
         return false;
     const char *p = t + k, *end = t + len - (n - k - 1); /* last position the key byte can take */
@@ -506,6 +520,23 @@ static bool has_needle(const char *t, size_t len, const char *needle)
         p++;
     }
     return false;
+}
+
+static void compile_detectors(void)
+{
+    for (int d = 0; d < MG_POLICY_DET__COUNT; d++)
+        for (size_t i = 0; i < detectors[d].n; i++) {
+            const det_pattern *dp = &detectors[d].p[i];
+            if ((compiled[d][i] = mg_policy_re_compile(dp->re, false)) == NULL)
+                compile_failed = true;
+            for (size_t k = 0; dp->needles != NULL && dp->needles[k] != NULL; k++) {
+                if (k == MAX_NEEDLES) {
+                    compile_failed = true;  /* table too small: fail closed */
+                    break;
+                }
+                needle_info[d][i][k] = needle_prepare(dp->needles[k]);
+            }
+        }
 }
 
 static bool word_ends_with(const char *w, size_t wn, const char *suffix)
@@ -551,7 +582,8 @@ static mg_rc run_pattern(const pcre2_code *re, validator_fn ok, const char *text
 {
     size_t s, e;
     int rc;
-    while ((rc = mg_policy_re_next(re, text, len, from, false, &s, &e)) == 1) {
+    /* byte-mode patterns: no UTF check to skip or to keep */
+    while ((rc = mg_policy_re_next(re, text, len, from, true, &s, &e)) == 1) {
         size_t cs = s;
         if (ok == NULL || ok(text, len, &s, &e)) {
             if (e > s && mg_policy_hits_add(out, s, e, ph) != MG_OK)
@@ -565,6 +597,29 @@ static mg_rc run_pattern(const pcre2_code *re, validator_fn ok, const char *text
     return rc < 0 ? MG_ERR : MG_OK;
 }
 
+/* Index of the first ASCII digit at or after i (len when none). Prose has
+ * few digits, so the digit detectors' pre-passes mostly skip: eight bytes
+ * per step, the high bit of each byte of ge0 & ~gt9 set where that byte is
+ * '0'..'9' (bytes >= 0x80 are masked to 7 bits first so no sum carries into
+ * its neighbour, and excluded afterwards). A false alarm only stops the
+ * word loop early; the byte loop after it decides. */
+static size_t next_digit(const char *t, size_t i, size_t len)
+{
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7FULL, hi = 0x8080808080808080ULL;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x;
+        memcpy(&x, t + i, 8);
+        uint64_t y = x & lo7;
+        uint64_t ge0 = y + 0x5050505050505050ULL;      /* high bit: byte >= '0' */
+        uint64_t gt9 = y + 0x4646464646464646ULL;      /* high bit: byte >  '9' */
+        if ((ge0 & ~gt9 & ~x & hi) != 0)
+            break;
+    }
+    while (i < len && (unsigned char)(t[i] - '0') > 9)
+        i++;
+    return i;
+}
+
 static bool is_sep(char c) { return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '/'; }
 
 /* Finds the digit clusters (digits with at most two separator bytes
@@ -576,11 +631,7 @@ static void find_clusters(const char *t, size_t len, mg_policy_textinfo *ti)
     ti->clusters_done = true;
     ti->n_clusters = 0;
     size_t i = 0;
-    while (i < len) {
-        if ((unsigned char)(t[i] - '0') > 9) {
-            i++;
-            continue;
-        }
+    while ((i = next_digit(t, i, len)) < len) {
         size_t start = i, last = i, digits = 0, j = i;
         while (j < len) {
             if (is_digit(t[j])) {
@@ -632,11 +683,13 @@ static mg_rc run_on_clusters(const pcre2_code *re, const det_pattern *dp, const 
     return MG_OK;
 }
 
-/* IBAN candidates: two letters and two digits at a word start. */
+/* IBAN candidates: two letters and two digits at a word start. The first
+ * of those digits follows a letter, so only the first digit of each run
+ * of digits can start one. */
 static mg_rc iban_scan(const char *t, size_t len, mg_policy_hits *out)
 {
-    for (size_t i = 2; i + 1 < len; i++) {
-        if (!is_digit(t[i]) || !is_digit(t[i + 1]) || !is_alpha(t[i - 1]) || !is_alpha(t[i - 2]) ||
+    for (size_t i = 2; (i = next_digit(t, i, len)) + 1 < len; i++) {
+        if (!is_digit(t[i + 1]) || !is_alpha(t[i - 1]) || !is_alpha(t[i - 2]) ||
             (i >= 3 && is_alnum(t[i - 3])))
             continue;
         size_t s = i - 2, e = len;
@@ -673,7 +726,7 @@ mg_rc mg_policy_detect_hits(mg_policy_detector d, const char *text, size_t len,
         } else {
             bool run = dp->needles == NULL;
             for (size_t k = 0; !run && dp->needles[k] != NULL; k++)
-                run = has_needle(text, len, dp->needles[k]);
+                run = has_needle(text, len, dp->needles[k], needle_info[d][i][k]);
             if (dp->assignment) {
                 if (ti->assignment < 0)
                     ti->assignment = has_assignment(text, len);

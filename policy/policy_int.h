@@ -39,7 +39,8 @@ struct mg_policy_effective {
  * first use, freed at thread exit), so one compiled pattern serves every
  * thread at once. Finds the next match at or after `from`:
  * 1 found (*s, *e set), 0 none, < 0 PCRE2 error (match limit ...).
- * utf: the pattern was compiled with PCRE2_UTF and text was checked. */
+ * utf_checked: no UTF check is wanted, because the pattern is byte mode
+ * or because the text was checked already (mg_utf8_valid). */
 int mg_policy_re_next(const pcre2_code *re, const char *text, size_t len, size_t from,
                       bool utf_checked, size_t *s, size_t *e);
 /* Compiles (byte mode unless utf) and JIT-compiles; NULL on error. */

@@ -166,6 +166,60 @@ T_TEST(private_key)
     T_EQ_STR(found(MG_POLICY_DET_PRIVATE_KEY, "-----BEGIN CERTIFICATE-----"), "");
 }
 
+/* The C pre-passes that decide where (or whether) the regexes run: the
+ * digit search reads eight bytes at a time, so a number must be found at
+ * every offset within those words, next to non-ASCII bytes (whose low seven
+ * bits look like digits: 0xB0..0xB9) and at the very ends of the text; the
+ * secret needles are looked for by their rarest byte, so each must be
+ * found at the start and the end of a text too. */
+T_TEST(prepass_finds_at_every_offset)
+{
+    static const char *const fill[] = { "", "x", "éé", "\xc2\xb0\xc2\xb9", "word ", "°±²³¹ text" };
+    for (size_t f = 0; f < MG_ARRAY_LEN(fill); f++) {
+        for (size_t pad = 0; pad < 17; pad++) {
+            char text[256], want[64];
+            int n = snprintf(text, sizeof(text), "%s %.*s", fill[f], (int)pad, "                ");
+            /* each detector alone at the end of the text, then mid-text */
+            snprintf(text + n, sizeof(text) - (size_t)n, "GB82WEST12345698765432");
+            T_EQ_STR(found(MG_POLICY_DET_IBAN, text), "GB82WEST12345698765432");
+            snprintf(text + n, sizeof(text) - (size_t)n, "4111 1111 1111 1111 ok");
+            T_EQ_STR(found(MG_POLICY_DET_CREDIT_CARD, text), "4111 1111 1111 1111");
+            /* words holding only zeros or nines: both ends of the digit range */
+            snprintf(text + n, sizeof(text) - (size_t)n, "5500 0000 0000 0004 and 4999 9999 9999 9996");
+            T_EQ_STR(found(MG_POLICY_DET_CREDIT_CARD, text), "5500 0000 0000 0004|4999 9999 9999 9996");
+            snprintf(text + n, sizeof(text) - (size_t)n, "call (900) 900-9000 or (909) 999-0099 now");
+            T_EQ_STR(found(MG_POLICY_DET_PHONE, text), "(900) 900-9000|(909) 999-0099");
+            snprintf(text + n, sizeof(text) - (size_t)n, "ssn 219-09-9998");
+            T_EQ_STR(found(MG_POLICY_DET_SSN, text), "219-09-9998");
+            snprintf(text + n, sizeof(text) - (size_t)n, "(415) 555-2671\xc2\xb9");
+            T_EQ_STR(found(MG_POLICY_DET_PHONE, text), "(415) 555-2671");
+            snprintf(want, sizeof(want), "AKIAIOSFODNN7EXAMPLE");
+            snprintf(text + n, sizeof(text) - (size_t)n, "%s", want);
+            T_EQ_STR(found(MG_POLICY_DET_API_KEY, text), want);
+        }
+    }
+    /* needles at offset 0 and ending at the last byte */
+    T_EQ_STR(found(MG_POLICY_DET_API_KEY, "sk-proj-abc123def456ghi789jkl0"), "sk-proj-abc123def456ghi789jkl0");
+    T_EQ_STR(found(MG_POLICY_DET_API_KEY, "xoxb-1234567890-abcdefghij"), "xoxb-1234567890-abcdefghij");
+    T_EQ_STR(found(MG_POLICY_DET_EMAIL, "a@example.org"), "a@example.org");
+    const char *pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
+    T_EQ_STR(found(MG_POLICY_DET_PRIVATE_KEY, pem), pem);
+}
+
+/* Texts without a pre-pass's trigger find nothing, whatever else they hold:
+ * digits split into short runs, high bytes that mask to digits, needles
+ * missing a byte. */
+T_TEST(prepass_negatives)
+{
+    T_EQ_STR(found(MG_POLICY_DET_IBAN, "\xc2\xb0\xc2\xb1\xc2\xb2\xc2\xb3 GB\xc2\xb8\xc2\xb2WEST 1.2.3.4"), "");
+    T_EQ_STR(found(MG_POLICY_DET_CREDIT_CARD, "release 3.1.7 of 4111 and 1111, in 2024"), "");
+    T_EQ_STR(found(MG_POLICY_DET_CREDIT_CARD, "\xc2\xb4\xc2\xb1\xc2\xb1\xc2\xb1 \xc2\xb1\xc2\xb1\xc2\xb1\xc2\xb1 "
+                                              "\xc2\xb1\xc2\xb1\xc2\xb1\xc2\xb1 \xc2\xb1\xc2\xb1\xc2\xb1\xc2\xb1"), "");
+    T_EQ_STR(found(MG_POLICY_DET_API_KEY, "AKI AIOSFODNN7EXAMPLE, s k-proj-abc123def456ghi789jkl0, ghp abc"), "");
+    T_EQ_STR(found(MG_POLICY_DET_PRIVATE_KEY, "----BEGIN PRIVATE KEY-----\nabc"), "");
+    T_EQ_STR(found(MG_POLICY_DET_EMAIL, "alice at example.com"), "");
+}
+
 T_TEST(names_and_placeholders)
 {
     T_EQ_STR(mg_policy_detector_placeholder(MG_POLICY_DET_EMAIL), "[EMAIL]");
@@ -180,5 +234,5 @@ T_TEST(names_and_placeholders)
 }
 
 T_MAIN("policy_detectors",
-       T_CASE(email), T_CASE(phone), T_CASE(luhn), T_CASE(credit_card), T_CASE(ssn), T_CASE(iban),
+       T_CASE(email), T_CASE(phone), T_CASE(luhn), T_CASE(credit_card), T_CASE(ssn), T_CASE(iban), T_CASE(prepass_finds_at_every_offset), T_CASE(prepass_negatives),
        T_CASE(secrets), T_CASE(private_key), T_CASE(names_and_placeholders))

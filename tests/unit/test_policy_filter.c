@@ -203,6 +203,40 @@ T_TEST(output_text)
     mg_policy_effective_free(e);
 }
 
+/* Custom patterns need valid UTF-8; the check reads eight ASCII bytes at a
+ * time, so a bad byte must be caught at every offset, in a full word and
+ * in the tail, and valid multi-byte text after ASCII must still pass. */
+T_TEST(utf8_check_every_offset)
+{
+    mg_policy_effective *e = eff("eng");
+    for (size_t pad = 0; pad < 24; pad++) {
+        char t[64];
+        mg_buf out = {0};
+        mg_policy_verdict v;
+        int n = snprintf(t, sizeof(t), "%.*s", (int)pad, "abcdefghijklmnopqrstuvwxyz");
+        snprintf(t + n, sizeof(t) - (size_t)n, "\xff ok, and more ASCII after");
+        mg_policy_verdict_init(&v);
+        T_EQ_INT(mg_policy_filter_text(e, MG_POLICY_OUTPUT, t, strlen(t), &out, &v), MG_ERR);
+        T_CHECK(v.blocked);
+        T_EQ_STR(v.block_reason ? v.block_reason : "", "invalid UTF-8");
+        /* a truncated sequence at the very end */
+        snprintf(t + n, sizeof(t) - (size_t)n, "\xc3");
+        mg_policy_verdict_init(&v);
+        T_EQ_INT(mg_policy_filter_text(e, MG_POLICY_OUTPUT, t, strlen(t), &out, &v), MG_ERR);
+        T_CHECK(v.blocked);
+        /* valid: é and a 4-byte emoji after the ASCII, and the pattern still runs */
+        snprintf(t + n, sizeof(t) - (size_t)n, " caf\xc3\xa9 \xf0\x9f\x98\x80 confidential");
+        mg_policy_verdict_init(&v);
+        mg_buf_reset(&out);
+        T_EQ_INT(mg_policy_filter_text(e, MG_POLICY_OUTPUT, t, strlen(t), &out, &v), MG_OK);
+        T_CHECK(!v.blocked);
+        T_EQ_STR(decision(&v), "flagged:audit");
+        T_EQ_STR(cstr(&out), t);
+        mg_buf_free(&out);
+    }
+    mg_policy_effective_free(e);
+}
+
 /* Feeds text to a stream filter cut at `cut` (and, with step > 0, in
  * pieces of step bytes after that); returns what the client would see. */
 static const char *stream_run(const char *role, const char *text, size_t cut, size_t step,
@@ -315,6 +349,6 @@ T_TEST(zz_cleanup) { cleanup(); }
 
 T_MAIN("policy_filter",
        T_CASE(redacts_every_message_role), T_CASE(blocks_anywhere_in_history), T_CASE(tools_and_tool_results),
-       T_CASE(embeddings_input), T_CASE(flag_records_without_changing), T_CASE(output_text),
+       T_CASE(embeddings_input), T_CASE(flag_records_without_changing), T_CASE(output_text), T_CASE(utf8_check_every_offset),
        T_CASE(stream_split_at_every_boundary), T_CASE(stream_blocks_before_emitting),
        T_CASE(stream_holdback_and_flush), T_CASE(stream_utf8_not_split), T_CASE(zz_cleanup))
