@@ -67,7 +67,7 @@ pcre2_code *mg_policy_re_compile(const char *pattern, bool utf)
     int code;
     PCRE2_SIZE off;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                                   utf ? PCRE2_UTF : 0, &code, &off, NULL);
+                                   utf ? PCRE2_UTF | PCRE2_UCP : 0, &code, &off, NULL);
     if (re != NULL)
         pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT is unavailable */
     return re;

@@ -235,52 +235,46 @@ static void walk_string(walk *w, cJSON *node)
     mg_policy_hits_free(&h);
 }
 
-/* Every string anywhere under node (tool definitions: descriptions,
- * parameter schemas, enum values). */
+/* Members whose string values are structure, not text for the model: the
+ * model and routing names, message roles, part types, ids that refer to
+ * other parts of the request, and format enums. Everything else that is a
+ * string is forwarded and may reach the model or the provider's logs, so
+ * it is scanned (message names, response_format schemas, prediction
+ * content, stop sequences, metadata, the `user` field, ...). */
+static bool structural_key(const char *k)
+{
+    static const char *const keys[] = {"model", "role", "type", "id", "tool_call_id", "detail",
+                                       "encoding_format", "format", "media_type", "mime_type",
+                                       "service_tier", "reasoning_effort", "modalities"};
+    if (k == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strcmp(k, keys[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Content parts that carry binary payloads (images, audio: URLs or base64)
+ * rather than text; a text filter would only find noise in them. */
+static bool binary_part(const cJSON *obj)
+{
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "type"));
+    return t && (strcmp(t, "image_url") == 0 || strcmp(t, "input_audio") == 0 || strcmp(t, "image") == 0 ||
+                 strcmp(t, "audio") == 0 || strcmp(t, "file") == 0);
+}
+
+/* Every string anywhere under node (the members of one object or array),
+ * except structural members and binary parts. */
 static void walk_all(walk *w, cJSON *node)
 {
     for (; node != NULL && !walk_stop(w); node = node->next) {
+        if (structural_key(node->string))
+            continue;
         if (cJSON_IsString(node))
             walk_string(w, node);
-        else if (cJSON_IsArray(node) || cJSON_IsObject(node))
+        else if (cJSON_IsArray(node) || (cJSON_IsObject(node) && !binary_part(node)))
             walk_all(w, node->child);
     }
-}
-
-/* content: a string, or parts of which any "text" member is read. */
-static void walk_content(walk *w, cJSON *content)
-{
-    if (cJSON_IsString(content)) {
-        walk_string(w, content);
-        return;
-    }
-    if (!cJSON_IsArray(content))
-        return;
-    for (cJSON *part = content->child; part != NULL && !walk_stop(w); part = part->next) {
-        if (cJSON_IsString(part))
-            walk_string(w, part);
-        else if (cJSON_IsObject(part)) {
-            walk_string(w, cJSON_GetObjectItemCaseSensitive(part, "text"));
-            /* nested content, e.g. tool results carrying parts */
-            walk_content(w, cJSON_GetObjectItemCaseSensitive(part, "content"));
-        }
-    }
-}
-
-static void walk_message(walk *w, cJSON *m)
-{
-    if (!cJSON_IsObject(m))
-        return;
-    walk_content(w, cJSON_GetObjectItemCaseSensitive(m, "content"));
-    walk_string(w, cJSON_GetObjectItemCaseSensitive(m, "refusal"));
-    cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
-    if (cJSON_IsArray(calls))
-        for (cJSON *c = calls->child; c != NULL && !walk_stop(w); c = c->next) {
-            cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
-            walk_string(w, cJSON_GetObjectItemCaseSensitive(fn, "arguments"));
-        }
-    cJSON *fc = cJSON_GetObjectItemCaseSensitive(m, "function_call");
-    walk_string(w, cJSON_GetObjectItemCaseSensitive(fc, "arguments"));
 }
 
 /* Embeddings input: a string, an array of strings, or token ids. Token ids
@@ -317,17 +311,23 @@ mg_rc mg_policy_filter_request(const mg_policy_effective *e, cJSON *body, mg_api
     if (!mg_policy_effective_has_filters(e, MG_POLICY_INPUT) || !cJSON_IsObject(body))
         return MG_OK;
     walk w = { .e = e, .v = v, .rc = MG_OK };
-    cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
-    if (cJSON_IsArray(msgs))
-        for (cJSON *m = msgs->child; m != NULL && !walk_stop(&w); m = m->next)
-            walk_message(&w, m);
-    /* a top-level system prompt (Anthropic-shaped bodies) */
-    walk_content(&w, cJSON_GetObjectItemCaseSensitive(body, "system"));
-    walk_all(&w, cJSON_GetObjectItemCaseSensitive(body, "tools"));
-    walk_all(&w, cJSON_GetObjectItemCaseSensitive(body, "functions"));
-    walk_content(&w, cJSON_GetObjectItemCaseSensitive(body, "prompt"));
-    if (api == MG_API_EMBEDDINGS || cJSON_GetObjectItemCaseSensitive(body, "input") != NULL)
-        walk_input(&w, cJSON_GetObjectItemCaseSensitive(body, "input"));
+    /* Every string the upstream will receive (messages of every role, the
+     * whole history, tools, system, prompt, response_format, metadata, ...)
+     * except structural members; embeddings input on its own because token
+     * ids there cannot be read. */
+    for (cJSON *m = body->child; m != NULL && !walk_stop(&w); m = m->next) {
+        if (m->string && strcmp(m->string, "input") == 0) {
+            walk_input(&w, m);
+            continue;
+        }
+        if (structural_key(m->string))
+            continue;
+        if (cJSON_IsString(m))
+            walk_string(&w, m);
+        else if (cJSON_IsArray(m) || cJSON_IsObject(m))
+            walk_all(&w, m->child);
+    }
+    MG_UNUSED(api);
     mg_buf_free(&w.tmp);
     return w.rc;
 }

@@ -255,11 +255,13 @@ void mg_policy_verdict_init(mg_policy_verdict *v);
  * column; "allowed" when nothing acted. Never contains content. */
 mg_rc mg_policy_verdict_decision(const mg_policy_verdict *v, mg_buf *out);
 
-/* Applies every input-direction filter of the principal to every text the
- * upstream will see in a canonical (OpenAI-shaped) body: all messages of
- * every role (content strings and text parts, assistant tool-call
- * arguments, tool results), the tools definitions (descriptions and every
- * other string in them), embeddings input, legacy `prompt`. Redactions are
+/* Applies every input-direction filter of the principal to every string
+ * the upstream will receive in a canonical (OpenAI-shaped) body: all
+ * messages of every role and every member of them (content strings and
+ * parts, names, tool-call arguments, tool results), tools, system, prompt,
+ * response_format, prediction, stop, metadata, user, and members no one
+ * knows yet — everything except structural members (model, role, type,
+ * ids, format enums) and binary parts (images, audio). Redactions are
  * written into the tree in place. A block stops at the first blocking rule.
  * Token-id embeddings input cannot be read, so with any input filter it is
  * blocked ("unfilterable input") rather than forwarded unseen.

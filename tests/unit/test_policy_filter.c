@@ -130,6 +130,47 @@ T_TEST(blocks_anywhere_in_history)
     T_EQ_STR(v.block_rule, "secrets");
 }
 
+/* Every forwarded string is read, not only message content: what the
+ * upstream receives in any member can reach the model or the provider. */
+T_TEST(every_forwarded_field)
+{
+    static const char *const bodies[] = {
+        "{\"messages\":[{\"role\":\"user\",\"name\":\"project bluebird\",\"content\":\"hi\"}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":{\"type\":\"json_schema\","
+        "\"json_schema\":{\"name\":\"x\",\"schema\":{\"description\":\"about project bluebird\"}}}}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"prediction\":{\"type\":\"content\","
+        "\"content\":\"Project Bluebird draft\"}}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"metadata\":{\"note\":\"project bluebird\"}}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stop\":[\"project bluebird\"]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"},"
+        "{\"type\":\"unknown_future_part\",\"payload\":\"project bluebird\"}]}]}",
+        /* \s and \b are Unicode-aware: a no-break space does not get around the pattern */
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"project\u00a0bluebird\"}]}",
+    };
+    mg_policy_verdict v;
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        filter_body("eng", bodies[i], MG_API_CHAT, &v);
+        T_CHECK(v.blocked);
+        if (!v.blocked)
+            fprintf(stderr, "  not blocked: %s\n", bodies[i]);
+        else
+            T_EQ_STR(v.block_rule, "codenames");
+    }
+    /* structure is not text: a model or role name is not scanned, and an
+     * image's bytes are not read for words */
+    const char *out = filter_body("eng",
+        "{\"model\":\"project bluebird\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
+        "\"image_url\":{\"url\":\"data:image/png;base64,project bluebird\"}},{\"type\":\"text\",\"text\":\"what is this?\"}]}]}",
+        MG_API_CHAT, &v);
+    T_CHECK(!v.blocked);
+    T_CHECK(strstr(out, "base64,project bluebird") != NULL);
+    /* redaction reaches those fields too */
+    out = filter_body("eng", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"user\":\"alice@example.com\"}",
+                      MG_API_CHAT, &v);
+    T_CHECK(!v.blocked);
+    T_CHECK(strstr(out, "alice@example.com") == NULL);
+}
+
 T_TEST(tools_and_tool_results)
 {
     mg_policy_verdict v;
@@ -348,7 +389,7 @@ static void cleanup(void)
 T_TEST(zz_cleanup) { cleanup(); }
 
 T_MAIN("policy_filter",
-       T_CASE(redacts_every_message_role), T_CASE(blocks_anywhere_in_history), T_CASE(tools_and_tool_results),
+       T_CASE(redacts_every_message_role), T_CASE(blocks_anywhere_in_history), T_CASE(every_forwarded_field), T_CASE(tools_and_tool_results),
        T_CASE(embeddings_input), T_CASE(flag_records_without_changing), T_CASE(output_text), T_CASE(utf8_check_every_offset),
        T_CASE(stream_split_at_every_boundary), T_CASE(stream_blocks_before_emitting),
        T_CASE(stream_holdback_and_flush), T_CASE(stream_utf8_not_split), T_CASE(zz_cleanup))
