@@ -146,7 +146,10 @@ test('database down: cached keys keep working, unknown keys get 503 (not 401)', 
 /* ------------------------------------------------------------ bearer JWTs */
 
 test('/readyz checks the IdP metadata when oidc is configured', async () => {
-  const r = await h.request(gw, { path: '/readyz', tls: false });
+  // The test before stops and restarts PostgreSQL: the policy store
+  // reconnects within a second or two, and readyz follows it.
+  const ready = async () => { const x = await h.request(gw, { path: '/readyz', tls: false }); return x.status === 200 ? x : null; };
+  const r = (await h.waitFor(ready, 15000, 200)) || await h.request(gw, { path: '/readyz', tls: false });
   assert.equal(r.status, 200, r.body);
   assert.equal(r.json.checks.idp, true);
   assert.equal(r.json.checks.database, HAVE_PG ? true : null);
