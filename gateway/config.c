@@ -258,6 +258,7 @@ void mg_config_free(mg_config *cfg)
         free(p->aws_secret_access_key);
         free(p->aws_session_token);
         free(p->tls_ca);
+        free(p->upstream_client);
     }
     free(cfg->providers);
     for (size_t i = 0; cfg->models && i < cfg->nmodels; i++) {
@@ -1429,6 +1430,7 @@ static const cf_key auth_keys[] = {
 };
 static const cf_section auth_sec = SEC(auth_keys, NULL);
 
+static const char *const upstream_clients[] = {"auto", "curl", NULL};
 static const char *const provider_types[] = {"openai", "azure", "anthropic", "gemini", "bedrock", "ollama", NULL};
 
 static const cf_key provider_keys[] = {
@@ -1441,6 +1443,7 @@ static const cf_key provider_keys[] = {
     {.name = "aws_secret_access_key", .type = CF_STR, .flags = CF_SECRET, FLD(mg_cfg_provider, aws_secret_access_key)},
     {.name = "aws_session_token", .type = CF_STR, .flags = CF_SECRET, FLD(mg_cfg_provider, aws_session_token)},
     {.name = "tls_ca", .type = CF_FILE, FLD(mg_cfg_provider, tls_ca)},
+    {.name = "upstream_client", .type = CF_STR, FLD(mg_cfg_provider, upstream_client), .choices = upstream_clients},
     {.name = "max_concurrency", .type = CF_INT, INTW(mg_cfg_provider, max_concurrency), .min = 0,
      .max = 1000000},
 };

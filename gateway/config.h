@@ -41,6 +41,8 @@ typedef struct mg_cfg_provider {
     char *aws_secret_access_key;
     char *aws_session_token;       /* temporary credentials only */
     char *tls_ca;                  /* extra CA bundle file for this upstream, or NULL */
+    char *upstream_client;         /* "auto" (or NULL): built-in HTTP/1.1 client where
+                                    * eligible (docs/routing.md); "curl": always libcurl */
     int max_concurrency;           /* 0 = unlimited */
 } mg_cfg_provider;
 

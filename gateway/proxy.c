@@ -1,11 +1,15 @@
-/* modelgate — forwarding to model providers (libcurl multi on the worker loop).
+/* modelgate — forwarding to model providers (libcurl multi on the worker loop,
+ * or the built-in HTTP/1.1 client for plain-http IP/localhost upstreams).
  *
- *   forward stage -> adapter builds request -> curl_multi_add_handle
+ *   forward stage -> adapter builds request -> h1client (eligible, see
+ *                    docs/routing.md) or curl_multi_add_handle
  *   header callback: status, content type -> decide stream or whole reply
  *   write callback:  stream  -> split events -> adapter -> filter -> client
  *                    whole   -> collect (bounded)
  *   done / timeout:  translate + answer, or end the stream (with an SSE
  *                    error event if it was cut)
+ * Both clients feed the same header/write callbacks and upstream_finish, so
+ * retries, breakers, relay and usage are one code path.
  * Callbacks never touch the client connection directly; they queue bytes
  * and mark the upstream dirty; the worker flushes dirty connections before
  * it sleeps. A client that reads slowly pauses the transfer (backpressure).
@@ -15,6 +19,7 @@
 #include "proxy.h"
 
 #include "adapters/adapter.h"
+#include "h1client.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
@@ -31,8 +36,10 @@
 struct mg_upstream {
     mg_req *req;
     mg_worker *w;
-    CURL *easy;
+    CURL *easy;              /* the transfer, on libcurl ... */
+    mg_h1_xfer *h1;          /* ... or on the built-in client (h1client.h) */
     bool custom_ca;          /* easy has CURLOPT_CAINFO set */
+    long head_code;          /* status of the head being received (1xx too) */
     const mg_adapter_ops *ops;
     mg_upstream_request ureq;
     long status;
@@ -194,8 +201,20 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/* The built-in client's connection pools, one per worker, by worker id.
+ * Written only at startup (before the worker threads start), read only by
+ * the worker that owns the slot. Ids past the table just use libcurl. */
+static mg_h1_pool *g_h1_pools[256];
+
+static mg_h1_pool *h1_pool(const mg_worker *w)
+{
+    return w->id >= 0 && (size_t)w->id < MG_ARRAY_LEN(g_h1_pools) ? g_h1_pools[w->id] : NULL;
+}
+
 mg_rc mg_proxy_worker_init(mg_worker *w)
 {
+    if (w->id >= 0 && (size_t)w->id < MG_ARRAY_LEN(g_h1_pools) && g_h1_pools[w->id] == NULL)
+        g_h1_pools[w->id] = mg_h1_pool_new(w->loop);   /* NULL: libcurl for everything */
     w->multi = curl_multi_init();
     if (w->multi == NULL)
         return MG_ERR;
@@ -212,6 +231,10 @@ mg_rc mg_proxy_worker_init(mg_worker *w)
 
 void mg_proxy_worker_free(mg_worker *w)
 {
+    if (h1_pool(w)) {
+        mg_h1_pool_free(g_h1_pools[w->id]);
+        g_h1_pools[w->id] = NULL;
+    }
     while (w->neasy > 0)
         curl_easy_cleanup(w->easy_pool[--w->neasy]);
     if (w->multi)
@@ -269,6 +292,8 @@ static void attempt_reset(mg_upstream *up)
     mg_worker *w = up->w;
     dirty_unlink(up);
     mg_timer_disarm(w->loop, &up->timer);
+    mg_h1_free(up->h1);   /* before the request body it points at */
+    up->h1 = NULL;
     if (up->easy) {
         curl_multi_remove_handle(w->multi, up->easy);
         easy_put(w, up->easy, up->custom_ca || up->paused);
@@ -284,7 +309,7 @@ static void attempt_reset(mg_upstream *up)
     mg_buf_free(&up->out);
     if (up->req)
         up->req->adapter_state = NULL;   /* a new attempt streams from scratch */
-    up->status = 0;
+    up->status = up->head_code = 0;
     up->headers_done = up->is_stream = up->ndjson = up->stream_done = false;
     up->paused = up->timed_out = up->too_large = up->backoff = false;
     up->content_type[0] = up->retry_after[0] = '\0';
@@ -447,7 +472,10 @@ static void on_client_drained(mg_req *req)
         return;
     up->paused = false;
     mg_timer_arm(up->w->loop, &up->timer, req->snap->cfg->limits.upstream_idle_timeout_ms);
-    curl_easy_pause(up->easy, CURLPAUSE_CONT);
+    if (up->h1)
+        mg_h1_resume(up->h1);
+    else
+        curl_easy_pause(up->easy, CURLPAUSE_CONT);
 }
 
 /* ---------------------------------------------------------------- callbacks */
@@ -457,13 +485,19 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
     mg_upstream *up = arg;
     size_t len = size * n;
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        /* "HTTP/1.1 200 OK", "HTTP/2 200": the code after the first space,
+         * read here so both clients feed the same callback. */
+        const char *sp = memchr(buf, ' ', len);
+        long code = 0;
+        for (const char *d = sp ? sp + 1 : buf + len; d < buf + len && d < sp + 4 && *d >= '0' && *d <= '9'; d++)
+            code = code * 10 + (*d - '0');
+        up->head_code = code;
         up->content_type[0] = '\0';
         up->retry_after[0] = '\0';
         return len;
     }
     if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
-        long code = 0;
-        curl_easy_getinfo(up->easy, CURLINFO_RESPONSE_CODE, &code);
+        long code = up->head_code;
         if (code >= 200 && !up->headers_done) {
             mg_req *req = up->req;
             up->headers_done = true;
@@ -770,6 +804,57 @@ static mg_stage_rc answer_models(mg_req *req)
     return MG_STAGE_RESPONDED;
 }
 
+static void h1_done(void *arg, CURLcode result)
+{
+    upstream_finish(arg, result);
+}
+
+/* The built-in client takes plain-http upstreams it can reach without DNS
+ * (docs/routing.md), unless the provider says `upstream_client: curl`.
+ * 0: not eligible, use libcurl; 1: the transfer started; -1: the request
+ * was answered instead (up is freed). */
+static int h1_launch(mg_upstream *up)
+{
+    mg_req *req = up->req;
+    mg_h1_pool *pool = h1_pool(req->worker);
+    const char *client = req->provider->upstream_client;
+    if (pool == NULL || (client && strcmp(client, "curl") == 0) ||
+        strncmp(up->ureq.url.p, "http://", 7) != 0)
+        return 0;
+    struct sockaddr_storage addr;
+    socklen_t alen;
+    mg_str auth, path;
+    if (!mg_h1_eligible_url(up->ureq.url.p, &addr, &alen, &auth, &path))
+        return 0;
+    const mg_cfg_limits *lim = &req->snap->cfg->limits;
+    if (mg_pipeline_forward_started(req) != MG_OK) {   /* ledger start record: docs/ledger.md */
+        upstream_free(up);
+        mg_req_respond_error(req, 503, "server_error", "usage_journal_unavailable",
+                             "usage recording is unavailable; try again later", 5);
+        return -1;
+    }
+    req->t_upstream_us = mg_now_us();
+    req->t_first_byte_us = 0;
+    mg_h1_request r = {
+        .url = up->ureq.url.p,
+        .method = up->ureq.method,
+        .headers = up->ureq.headers,
+        .body = up->ureq.body.p,
+        .body_len = strcmp(up->ureq.method, "POST") == 0 ? up->ureq.body.len : 0,
+        .connect_timeout_ms = lim->upstream_connect_timeout_ms,
+        .timeout_ms = lim->upstream_timeout_ms,
+    };
+    const mg_h1_sink sink = {.header = on_header, .body = on_body, .arg = up};
+    up->h1 = mg_h1_start(pool, &r, &sink, h1_done);
+    if (up->h1 == NULL) {
+        upstream_free(up);
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "cannot forward right now", 0);
+        return -1;
+    }
+    mg_timer_arm(req->worker->loop, &up->timer, lim->upstream_first_byte_timeout_ms);
+    return 1;
+}
+
 /* Starts the transfer for one deployment. False if the request was
  * answered instead (bad request for this provider, no capacity). */
 static bool launch(mg_upstream *up)
@@ -783,6 +868,9 @@ static bool launch(mg_upstream *up)
                              err[0] ? err : "the request cannot be sent to this model", 0);
         return false;
     }
+    int h1 = h1_launch(up);
+    if (h1 != 0)
+        return h1 > 0;
     CURL *e = easy_get(req->worker);
     if (e == NULL) {
         upstream_free(up);

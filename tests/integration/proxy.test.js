@@ -362,6 +362,160 @@ describe('reload and drain', () => {
   });
 });
 
+describe('upstream clients (built-in HTTP/1.1 and libcurl)', () => {
+  it('upstream_client: curl on a plain-HTTP provider still serves plain and streamed completions', async () => {
+    const g = await h.startGateway({
+      mock,
+      configOverrides: (cfg, ctx) => {
+        cfg.providers.mockcurl = { type: 'openai', base_url: `${ctx.mockUrl}/v1`, api_key: h.UPSTREAM_KEY, upstream_client: 'curl' };
+        cfg.models.push({ name: 'gpt-curl', deployments: [{ provider: 'mockcurl', model: 'gpt-curl' }] });
+        return cfg;
+      },
+    });
+    try {
+      await mock.clear();
+      const r = await chat(g, 'via curl', { model: 'gpt-curl' });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.json.object, 'chat.completion', r.body);
+      const s = await streamChat(g, D('chunks=4,chunk_delay_ms=50'), {}, 'gpt-curl');
+      assert.equal(s.status, 200, showStream(s));
+      assert.ok(s.complete, showStream(s));
+      assert.equal(contentEvents(s).length, 4, showStream(s));
+      assert.equal(s.events[s.events.length - 1].data, '[DONE]', showStream(s));
+      assert.equal(errorEvents(s).length, 0, showStream(s));
+      const reqs = await mock.requests();
+      assert.equal(reqs.length, 2);
+      assert.ok(reqs.every((q) => (typeof q.body === 'string' ? JSON.parse(q.body) : q.body).model === 'gpt-curl'));
+    } finally {
+      await g.stop();
+    }
+  });
+
+  it('a client that stops reading pauses the upstream stream (backpressure), and nothing is lost when it resumes', async () => {
+    const http = require('node:http');
+    const N = 16000000;
+    const body = JSON.stringify(h.chatBody(D(`big=${N},chunks=1600`), { stream: true }));
+    const res = await new Promise((resolve, reject) => {
+      const rq = http.request({ host: '127.0.0.1', port: gw.httpPort, method: 'POST', path: '/v1/chat/completions', agent: false,
+        headers: { authorization: `Bearer ${h.MASTER_KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, resolve);
+      rq.on('error', reject);
+      rq.end(body);
+    });
+    assert.equal(res.statusCode, 200);
+    res.pause();
+    // Wait until the mock's writes block: the gateway stopped reading the upstream.
+    let blocked = 0;
+    for (let i = 0; i < 50 && blocked === 0; i++) {
+      await h.sleep(100);
+      const st = await new Promise((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: mock.port, path: '/__mock/stats', agent: false }, (r) => {
+          let b = ''; r.setEncoding('utf8'); r.on('data', (d) => { b += d; }); r.on('end', () => resolve(JSON.parse(b)));
+        }).on('error', reject);
+      });
+      blocked = st.blocked_writes;
+    }
+    assert.ok(blocked > 0, 'the upstream was back-pressured');
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (d) => { text += d; });
+    res.resume();
+    await new Promise((resolve) => res.on('end', resolve));
+    let chars = 0;
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('data: {')) continue;
+      const j = JSON.parse(line.slice(6));
+      assert.equal(j.error, undefined, line.slice(0, 300));
+      chars += (j.choices?.[0]?.delta?.content || '').length;
+    }
+    assert.equal(chars, N);
+    assert.ok(text.endsWith('data: [DONE]\n\n'), text.slice(-200));
+  });
+
+  // A tiny upstream that counts its connections and can drop them.
+  async function tinyUpstream() {
+    const http = require('node:http');
+    const t = { connections: 0, requests: 0, dropReused: false, dropped: 0, socks: new Set() };
+    t.srv = http.createServer((req, res) => {
+      t.requests++;
+      const sock = req.socket;
+      sock.mgServed = (sock.mgServed || 0) + 1;
+      if (t.dropReused && sock.mgServed > 1) {
+        t.dropReused = false;
+        t.dropped++;
+        sock.destroy();   // as if it had closed just before the request arrived
+        return;
+      }
+      req.resume();
+      req.on('end', () => {
+        const body = JSON.stringify({
+          id: `chatcmpl-${t.requests}`, object: 'chat.completion', created: 0, model: 'tiny',
+          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      });
+    });
+    t.srv.keepAliveTimeout = 60000;
+    t.srv.on('connection', (s) => { t.connections++; t.socks.add(s); s.on('close', () => t.socks.delete(s)); });
+    await new Promise((r) => t.srv.listen(0, '127.0.0.1', r));
+    t.port = t.srv.address().port;
+    t.stop = async () => { t.srv.closeAllConnections(); await new Promise((r) => t.srv.close(r)); };
+    return t;
+  }
+
+  for (const client of ['auto', 'curl']) {
+    it(`upstream_client ${client}: connections are reused; a server-side close of an idle or a reused connection does not fail the next request`, async () => {
+      const t = await tinyUpstream();
+      const g = await h.startGateway({
+        mock,
+        configOverrides: (cfg) => {
+          cfg.workers = 1;   // one pool, so the connection count is exact
+          cfg.providers.tiny = { type: 'openai', base_url: `http://127.0.0.1:${t.port}/v1`, api_key: h.UPSTREAM_KEY, upstream_client: client };
+          cfg.models.push({ name: 'tiny', deployments: [{ provider: 'tiny', model: 'tiny' }] });
+          return cfg;
+        },
+      });
+      try {
+        for (let i = 0; i < 5; i++) {
+          const r = await chat(g, `n${i}`, { model: 'tiny' });
+          assert.equal(r.status, 200, r.body);
+        }
+        assert.equal(t.requests, 5);
+        assert.equal(t.connections, 1, 'five sequential requests share one upstream connection');
+
+        // The server half-closes its idle connection. The built-in client
+        // watches idle connections and closes its side at once; libcurl
+        // notices only when it next picks the connection (this is how the
+        // test tells the two clients apart).
+        const [idle] = [...t.socks];
+        let closedAt = null;
+        const t0 = Date.now();
+        idle.on('close', () => { closedAt = Date.now() - t0; });
+        idle.end();
+        await h.sleep(500);
+        if (client === 'auto') assert.ok(closedAt !== null && closedAt < 500, `gateway closed its side after ${closedAt} ms`);
+        else assert.equal(closedAt, null, 'libcurl does not watch idle connections');
+        const r1 = await chat(g, 'after idle close', { model: 'tiny' });
+        assert.equal(r1.status, 200, r1.body);
+        assert.equal(t.connections, 2);
+
+        t.dropReused = true;   // the next request on a reused connection is dropped unanswered
+        const r2 = await chat(g, 'after a silent close', { model: 'tiny' });
+        assert.equal(r2.status, 200, r2.body);
+        assert.equal(t.dropped, 1, 'the reused connection was tried first');
+        assert.equal(t.connections, 3, 'then exactly one fresh connection');
+        const r3 = await chat(g, 'reuses again', { model: 'tiny' });
+        assert.equal(r3.status, 200, r3.body);
+        assert.equal(t.connections, 3);
+      } finally {
+        await g.stop();
+        await t.stop();
+      }
+    });
+  }
+});
+
 it('the gateway exits 0 on SIGTERM with no sanitizer report', async () => {
   await gw.stop();
 });
