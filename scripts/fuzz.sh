@@ -16,7 +16,7 @@ PKGS="openssl libcurl libcjson yaml-0.1 libpcre2-8 libpq liboauth2"
 command -v "$CC_FUZZ" >/dev/null || { echo "fuzz: $CC_FUZZ not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 
 lib_src=()
-for f in gateway/*.c auth/*.c policy/*.c adapters/*.c; do
+for f in gateway/*.c auth/*.c policy/*.c adapters/*.c usage/*.c; do
     [ -e "$f" ] && [ "$f" != gateway/main.c ] && lib_src+=("$f")
 done
 
