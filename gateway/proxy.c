@@ -201,20 +201,12 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-/* The built-in client's connection pools, one per worker, by worker id.
- * Written only at startup (before the worker threads start), read only by
- * the worker that owns the slot. Ids past the table just use libcurl. */
-static mg_h1_pool *g_h1_pools[256];
-
-static mg_h1_pool *h1_pool(const mg_worker *w)
-{
-    return w->id >= 0 && (size_t)w->id < MG_ARRAY_LEN(g_h1_pools) ? g_h1_pools[w->id] : NULL;
-}
+static mg_h1_pool *h1_pool(const mg_worker *w) { return w->h1; }
 
 mg_rc mg_proxy_worker_init(mg_worker *w)
 {
-    if (w->id >= 0 && (size_t)w->id < MG_ARRAY_LEN(g_h1_pools) && g_h1_pools[w->id] == NULL)
-        g_h1_pools[w->id] = mg_h1_pool_new(w->loop);   /* NULL: libcurl for everything */
+    if (w->h1 == NULL)
+        w->h1 = mg_h1_pool_new(w->loop);   /* NULL: libcurl for everything */
     w->multi = curl_multi_init();
     if (w->multi == NULL)
         return MG_ERR;
@@ -231,10 +223,8 @@ mg_rc mg_proxy_worker_init(mg_worker *w)
 
 void mg_proxy_worker_free(mg_worker *w)
 {
-    if (h1_pool(w)) {
-        mg_h1_pool_free(g_h1_pools[w->id]);
-        g_h1_pools[w->id] = NULL;
-    }
+    mg_h1_pool_free(w->h1);
+    w->h1 = NULL;
     while (w->neasy > 0)
         curl_easy_cleanup(w->easy_pool[--w->neasy]);
     if (w->multi)

@@ -45,6 +45,8 @@ struct mg_worker {
     size_t nconns;
 
     CURLM *multi;
+    struct mg_h1_pool *h1;         /* built-in client's keep-alive pool (gateway/h1client.h),
+                                      or NULL: libcurl for every upstream */
     CURL *easy_pool[64];           /* idle easy handles for reuse */
     size_t neasy;
     double retry_bank;             /* retry budget (gateway/route.c) */
