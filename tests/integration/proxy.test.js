@@ -336,6 +336,46 @@ describe('reload and drain', () => {
     await g.stop();
   });
 
+  it('SIGHUP reloads the TLS certificate: new connections get the new one, an open connection keeps working', async () => {
+    const tls = require('node:tls');
+    const g = await h.startGateway({ mock });
+    const fingerprint = () => new Promise((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port: g.httpsPort, servername: 'localhost', rejectUnauthorized: false }, () => {
+        const fp = sock.getPeerCertificate().fingerprint256;
+        sock.end();
+        resolve(fp);
+      });
+      sock.on('error', reject);
+    });
+    const oldFp = await fingerprint();
+    // A keep-alive TLS connection opened before the reload.
+    const open = tls.connect({ host: '127.0.0.1', port: g.httpsPort, servername: 'localhost', ca: g.ctx.certs.caPem });
+    await new Promise((resolve, reject) => { open.once('secureConnect', resolve); open.once('error', reject); });
+    const fresh = h.makeCerts();
+    g.reload({ configOverrides: (cfg) => { cfg.listen[0].tls = { cert: fresh.cert, key: fresh.key }; return cfg; } });
+    const changed = await h.waitFor(async () => (await fingerprint()) !== oldFp, 8000, 200);
+    assert.ok(changed, `the certificate did not change after SIGHUP; stderr:\n${g.stderr.slice(-1500)}`);
+    // the new certificate verifies against the new CA
+    const r = await new Promise((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port: g.httpsPort, servername: 'localhost', ca: fresh.caPem }, () => {
+        resolve(sock.authorized);
+        sock.end();
+      });
+      sock.on('error', reject);
+    });
+    assert.equal(r, true);
+    // the connection from before the reload still answers
+    const reply = await new Promise((resolve, reject) => {
+      let data = '';
+      open.on('data', (d) => { data += d; if (data.includes('\r\n\r\n')) resolve(data); });
+      open.on('error', reject);
+      open.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    });
+    assert.match(reply, /^HTTP\/1\.1 200 /);
+    open.destroy();
+    await g.stop();
+  });
+
   it('SIGHUP with an invalid config keeps serving the old one', async () => {
     const g = await h.startGateway({ mock });
     g.reload({ yaml: 'listen: [\n  this is not yaml' });
