@@ -3,14 +3,49 @@
  */
 #include "auth_int.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #define MAX_GROUPS 256   /* more than that is a misconfigured IdP, not a user */
 
-void mg_auth_sha256(const void *p, size_t n, uint8_t out[32]) { SHA256(p, n, out); }
+/* SHA256() looks the algorithm up by name on every call (OpenSSL 3), which
+ * cost more than the hashing itself on the per-request path (two digests
+ * per API-key request). The algorithm is fetched once and each thread keeps
+ * its own digest context; the key's destructor frees it when the thread ends. */
+static struct {
+    pthread_once_t once;
+    EVP_MD *md;
+    pthread_key_t ctx_key;
+    bool have_key;
+} sha = {.once = PTHREAD_ONCE_INIT};
+
+static void sha_ctx_free(void *ctx) { EVP_MD_CTX_free(ctx); }
+
+static void sha_init(void)
+{
+    sha.md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha.have_key = pthread_key_create(&sha.ctx_key, sha_ctx_free) == 0;
+}
+
+void mg_auth_sha256(const void *p, size_t n, uint8_t out[32])
+{
+    pthread_once(&sha.once, sha_init);
+    EVP_MD_CTX *ctx = sha.have_key ? pthread_getspecific(sha.ctx_key) : NULL;
+    if (ctx == NULL && sha.md && sha.have_key && (ctx = EVP_MD_CTX_new()) != NULL &&
+        pthread_setspecific(sha.ctx_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+    unsigned int len = 0;
+    if (ctx && EVP_DigestInit_ex2(ctx, sha.md, NULL) == 1 && EVP_DigestUpdate(ctx, p, n) == 1 &&
+        EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == 32)
+        return;
+    SHA256(p, n, out);   /* out of memory above: the slow path still gives the right digest */
+}
 
 int64_t mg_auth_wall_s(void) { return (int64_t)time(NULL); }
 

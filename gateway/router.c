@@ -299,22 +299,20 @@ static bool parse_body(mg_req *req)
                              "request body is not valid UTF-8", 0);
         return false;
     }
-    const char *end = NULL;
-    cJSON *json = req->body.n ? cJSON_ParseWithLengthOpts(req->body.p, req->body.n, &end, false) : NULL;
+    const char *why = NULL;
+    cJSON *json = mg_json_parse(req->body.p, req->body.n, &why);
+    if (json == NULL && why && strcmp(why, "out of memory") == 0) {
+        mg_req_respond_error(req, 503, "server_error", "overloaded", "out of memory", 0);
+        return false;
+    }
     if (json == NULL) {
-        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json",
-                             "request body is not valid JSON", 0);
+        char msg[160];
+        snprintf(msg, sizeof(msg), "request body is not valid JSON: %s", why ? why : "empty");
+        mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json", msg, 0);
         return false;
     }
     mg_pool_cleanup_add(req->pool, free_json, json);
     req->json = json;
-    for (const char *p = end; p && p < req->body.p + req->body.n; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json",
-                                 "unexpected data after the JSON document", 0);
-            return false;
-        }
-    }
     if (!cJSON_IsObject(json)) {
         mg_req_respond_error(req, 400, "invalid_request_error", "invalid_json",
                              "request body must be a JSON object", 0);

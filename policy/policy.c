@@ -22,6 +22,7 @@
  */
 #include "gateway/pipeline.h"
 
+#include "gateway/json.h"
 #include "gateway/log.h"
 #include "gateway/server.h"
 #include "policy/lease.h"
@@ -646,9 +647,14 @@ static void out_state_free(void *p) { mg_policy_stream_free(((out_state *)p)->fs
 
 static mg_rc filter_reply(mg_req *req, mg_buf *buf)
 {
-    cJSON *j = cJSON_ParseWithLength(buf->p, buf->len);
-    if (j == NULL)
-        return MG_OK;   /* not ours to judge: the adapter produced it */
+    /* A reply the filters cannot read is not passed on unread: that would
+     * let a reply through that they never saw (e.g. text after a \u0000,
+     * which a cJSON tree cuts off but a client's parser reads). */
+    cJSON *j = mg_json_parse(buf->p, buf->len, NULL);
+    if (j == NULL) {
+        req->error_code = "content_unverifiable";
+        return MG_ERR;
+    }
     mg_policy_verdict v;
     mg_policy_verdict_init(&v);
     size_t redactions = 0;
@@ -722,10 +728,10 @@ static mg_rc filter_chunk(mg_req *req, out_state *st, const char *data, size_t n
         mg_buf_append_str(out, "data: [DONE]\n\n");
         return MG_OK;
     }
-    cJSON *j = cJSON_ParseWithLength(data, n);
+    cJSON *j = mg_json_parse(data, n, NULL);
     if (j == NULL) {
-        mg_buf_printf(out, "data: %.*s\n\n", (int)n, data);
-        return MG_OK;
+        req->error_code = "content_unverifiable";   /* unread text never passes: see filter_reply */
+        return MG_ERR;
     }
     bool changed = false;
     const cJSON *ch;
@@ -808,7 +814,8 @@ mg_rc mg_policy_filter_output(mg_req *req, mg_buf *buf, bool is_stream_event)
     }
     set_decision(req, &st->v);
     if (rc != MG_OK || st->v.blocked) {
-        req->error_code = "content_blocked";
+        if (st->v.blocked || rc == MG_OK)
+            req->error_code = "content_blocked";
         mg_buf_free(&out);
         return MG_ERR;
     }
