@@ -24,8 +24,12 @@ const char *mg_json_find_duplicate(const cJSON *node);
  * faster. NULL on failure, with *why (if why is not NULL) set to a short
  * static reason. */
 cJSON *mg_json_parse(const char *text, size_t n, const char **why);
-/* The same for a value at the start of text with anything after it; *end
- * points just past the value. */
+/* For what an upstream sends (adapters): the same, except that a \u0000
+ * ends its string as with cJSON; the text translated from it is what the
+ * client and the output filters get, so nothing is read differently. */
+cJSON *mg_json_parse_upstream(const char *text, size_t n);
+/* mg_json_parse_upstream for a value at the start of text with anything
+ * after it; *end (if not NULL) points just past the value. */
 cJSON *mg_json_parse_prefix(const char *text, size_t n, const char **end);
 
 #endif

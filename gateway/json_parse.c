@@ -29,6 +29,7 @@
 typedef struct {
     const unsigned char *p, *end;
     int depth;
+    bool allow_nul;   /* upstream data: cut the string there, as cJSON does */
     const char *why;
 } jp;
 
@@ -152,7 +153,7 @@ static char *parse_string(jp *s)
                 goto bad;
             p += 4;
             uint32_t cp = (uint32_t)hi;
-            if (cp == 0) {
+            if (cp == 0 && !s->allow_nul) {
                 free(out);
                 fail(s, "a string contains \\u0000");
                 return NULL;
@@ -353,9 +354,9 @@ static bool parse_value(jp *s, cJSON *item)
     }
 }
 
-static cJSON *parse(const char *text, size_t n, const char **why, bool prefix, const char **end)
+static cJSON *parse(const char *text, size_t n, const char **why, bool prefix, const char **end, bool allow_nul)
 {
-    jp s = {.p = (const unsigned char *)text, .end = (const unsigned char *)text + n};
+    jp s = {.p = (const unsigned char *)text, .end = (const unsigned char *)text + n, .allow_nul = allow_nul};
     if (why)
         *why = NULL;
     if (text == NULL) {
@@ -386,6 +387,8 @@ static cJSON *parse(const char *text, size_t n, const char **why, bool prefix, c
     return root;
 }
 
-cJSON *mg_json_parse(const char *text, size_t n, const char **why) { return parse(text, n, why, false, NULL); }
+cJSON *mg_json_parse(const char *text, size_t n, const char **why) { return parse(text, n, why, false, NULL, false); }
 
-cJSON *mg_json_parse_prefix(const char *text, size_t n, const char **end) { return parse(text, n, NULL, true, end); }
+cJSON *mg_json_parse_prefix(const char *text, size_t n, const char **end) { return parse(text, n, NULL, true, end, true); }
+
+cJSON *mg_json_parse_upstream(const char *text, size_t n) { return parse(text, n, NULL, false, NULL, true); }

@@ -612,7 +612,7 @@ static mg_rc reply_content(cJSON *content, const cJSON *msg)
 
 static mg_rc anthropic_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
 {
-    cJSON *in = mg_json_parse(body, len, NULL);
+    cJSON *in = mg_json_parse_upstream(body, len);
     const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(in, "choices"), 0);
     if (!cJSON_IsObject(choice)) {
         cJSON_Delete(in);
@@ -865,7 +865,7 @@ static mg_rc on_event(mg_req *req, stream_state *st, mg_str data, mg_buf *out)
         return MG_OK;
     if (data.n == 6 && memcmp(data.p, "[DONE]", 6) == 0)
         return on_done(req, st, out);
-    cJSON *j = mg_json_parse(data.p, data.n, NULL);
+    cJSON *j = mg_json_parse_upstream(data.p, data.n);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return MG_ERR;

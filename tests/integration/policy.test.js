@@ -154,6 +154,27 @@ describe('role policies', () => {
     assert.match(JSON.parse(b2).max_tokens.toString(), /^(50|256)$/);
   });
 
+  it('a \\u0000 in a string is refused: filters must read what the upstream reads', async () => {
+    // cJSON ended strings at \u0000, so filters saw "hi" while the upstream
+    // got the client's bytes, address included.
+    await mock.clear();
+    const r = await chatAs(keys.engineer, 'hi\u0000 write to bob@example.com');
+    assert.equal(r.status, 400, r.body);
+    assert.equal(r.json.error.code, 'invalid_json');
+    assert.match(r.json.error.message, /u0000/);
+    assert.equal((await mock.requests()).length, 0, 'the upstream saw nothing');
+    // Output: a reply the filters cannot read does not reach the client.
+    const reply = encodeURIComponent('ok\u0000 reach dana.smith@example.net');
+    const plain = await chatAs(keys.engineer, `[[mock:reply=${reply}]] hi`);
+    assert.equal(plain.status, 403, plain.body);
+    assert.equal(plain.json.error.code, 'content_unverifiable');
+    assert.ok(!plain.body.includes('dana.smith'));
+    const s = await h.stream(gw, { path: '/v1/chat/completions', auth: keys.engineer,
+      body: h.chatBody(`[[mock:chunks=4,reply=${reply}]] hi`, { stream: true }) });
+    assert.ok(!s.raw.includes('dana.smith'), 'the address never left the gateway');
+    assert.ok(s.events.some((e) => e.json?.error?.code === 'content_unverifiable'), s.raw);
+  });
+
   it('output filters: plain replies and streams, a match split across chunks included', async () => {
     const reply = encodeURIComponent('you can reach the team at dana.smith@example.net any time');
     const plain = await chatAs(keys.engineer, `[[mock:reply=${reply}]] hi`);
