@@ -69,7 +69,11 @@ function track(proc, group) {
 
 function waitExit(proc, ms) {
   if (proc.mgExit) return Promise.resolve(proc.mgExit);
-  return Promise.race([proc.mgExited, sleep(ms).then(() => null)]);
+  // The timer is cleared once the process exits: a pending one would keep
+  // the test file's process alive for the rest of its duration.
+  let timer;
+  const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve(null), ms); });
+  return Promise.race([proc.mgExited, timeout]).finally(() => clearTimeout(timer));
 }
 
 function makeTmpDir(prefix = 'mg-it-') {
