@@ -15,6 +15,7 @@
  *
  * SPDX-License-Identifier: Apache-2.0
  */
+#include "gateway/json.h"
 #include "adapters/translate.h"
 
 #include <stdio.h>
@@ -286,7 +287,7 @@ static void take_usage(mg_req *req, const cJSON *usage)
 
 static mg_rc anthropic_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
 {
-    cJSON *j = cJSON_ParseWithLength(body, len);
+    cJSON *j = mg_json_parse_upstream(body, len);
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(j, "content");
     if (!cJSON_IsObject(j) || !cJSON_IsArray(content)) {
         cJSON_Delete(j);
@@ -327,7 +328,7 @@ static mg_rc anthropic_stream_event(mg_req *req, mg_str ev, mg_buf *out)
         mg_buf_free(&data);
         return rc;
     }
-    cJSON *j = cJSON_ParseWithLength(data.p, data.len);
+    cJSON *j = mg_json_parse_upstream(data.p, data.len);
     mg_buf_free(&data);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
     if (!cJSON_IsObject(j) || !cJSON_IsString(type)) {

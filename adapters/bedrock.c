@@ -18,6 +18,7 @@
  *
  * SPDX-License-Identifier: Apache-2.0
  */
+#include "gateway/json.h"
 #include "adapters/bedrock.h"
 #include "adapters/translate.h"
 
@@ -373,17 +374,16 @@ static const char *finish_reason(const cJSON *sr)
 
 static void take_usage(mg_req *req, const cJSON *usage)
 {
-    const cJSON *in = cJSON_GetObjectItemCaseSensitive(usage, "inputTokens");
-    const cJSON *outt = cJSON_GetObjectItemCaseSensitive(usage, "outputTokens");
-    if (cJSON_IsNumber(in))
-        req->usage.prompt_tokens = (int64_t)in->valuedouble;
-    if (cJSON_IsNumber(outt))
-        req->usage.completion_tokens = (int64_t)outt->valuedouble;
+    int64_t in = mg_adapter_num(usage, "inputTokens"), outt = mg_adapter_num(usage, "outputTokens");
+    if (in >= 0)
+        req->usage.prompt_tokens = in;
+    if (outt >= 0)
+        req->usage.completion_tokens = outt;
 }
 
 static mg_rc bedrock_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
 {
-    cJSON *j = cJSON_ParseWithLength(body, len);
+    cJSON *j = mg_json_parse_upstream(body, len);
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "output"), "message");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
     if (!cJSON_IsArray(content)) {
@@ -513,7 +513,7 @@ static mg_rc bedrock_stream_event(mg_req *req, mg_str ev, mg_buf *out)
     if (!mg_str_eq(mt, MG_STR_LIT("event"))) {
         return mg_adapter_stream_error_type(req, xt.n ? xt.p : "", xt.n, out);
     }
-    cJSON *j = cJSON_ParseWithLength(payload.p, payload.n);
+    cJSON *j = mg_json_parse_upstream(payload.p, payload.n);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return MG_ERR;

@@ -17,6 +17,7 @@
  *
  * SPDX-License-Identifier: Apache-2.0
  */
+#include "gateway/json.h"
 #include "adapters/translate.h"
 
 #include <stdio.h>
@@ -284,15 +285,13 @@ static mg_rc gemini_build(mg_req *req, mg_upstream_request *out, char *err, size
 static void take_usage(mg_req *req, const cJSON *j)
 {
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "usageMetadata");
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(u, "promptTokenCount");
-    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(u, "candidatesTokenCount");
-    const cJSON *tt = cJSON_GetObjectItemCaseSensitive(u, "thoughtsTokenCount");
-    if (cJSON_IsNumber(pt))
-        req->usage.prompt_tokens = (int64_t)pt->valuedouble;
+    int64_t pt = mg_adapter_num(u, "promptTokenCount");
+    int64_t ct = mg_adapter_num(u, "candidatesTokenCount"), tt = mg_adapter_num(u, "thoughtsTokenCount");
+    if (pt >= 0)
+        req->usage.prompt_tokens = pt;
     /* Thinking tokens are billed as output. */
-    if (cJSON_IsNumber(ct) || cJSON_IsNumber(tt))
-        req->usage.completion_tokens = (cJSON_IsNumber(ct) ? (int64_t)ct->valuedouble : 0) +
-                                       (cJSON_IsNumber(tt) ? (int64_t)tt->valuedouble : 0);
+    if (ct >= 0 || tt >= 0)
+        req->usage.completion_tokens = (ct >= 0 ? ct : 0) + (tt >= 0 ? tt : 0);
 }
 
 static const char *finish_reason(const cJSON *fr, bool tools)
@@ -361,7 +360,7 @@ static mg_rc embed_reply(mg_req *req, const cJSON *j, mg_buf *out)
 
 static mg_rc gemini_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
 {
-    cJSON *j = cJSON_ParseWithLength(body, len);
+    cJSON *j = mg_json_parse_upstream(body, len);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return MG_ERR;
@@ -404,7 +403,7 @@ static mg_rc gemini_stream_event(mg_req *req, mg_str ev, mg_buf *out)
         mg_buf_free(&data);
         return rc;
     }
-    cJSON *j = cJSON_ParseWithLength(data.p, data.len);
+    cJSON *j = mg_json_parse_upstream(data.p, data.len);
     mg_buf_free(&data);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);

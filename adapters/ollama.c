@@ -11,6 +11,7 @@
  *
  * SPDX-License-Identifier: Apache-2.0
  */
+#include "gateway/json.h"
 #include "adapters/translate.h"
 
 #include <stdio.h>
@@ -329,7 +330,7 @@ static const char *finish(const cJSON *j, bool tools)
 
 static mg_rc ollama_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
 {
-    cJSON *j = cJSON_ParseWithLength(body, len);
+    cJSON *j = mg_json_parse_upstream(body, len);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return MG_ERR;
@@ -364,7 +365,7 @@ static mg_rc ollama_stream_event(mg_req *req, mg_str ev, mg_buf *out)
 {
     if (ev.n == 0)
         return MG_OK;
-    cJSON *j = cJSON_ParseWithLength(ev.p, ev.n);
+    cJSON *j = mg_json_parse_upstream(ev.p, ev.n);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return MG_ERR;

@@ -9,6 +9,7 @@
  *
  * SPDX-License-Identifier: Apache-2.0
  */
+#include "gateway/json.h"
 #include "adapters/openai_common.h"
 #include "adapters/translate.h"
 
@@ -83,13 +84,12 @@ static mg_rc openai_build(mg_req *req, mg_upstream_request *out, char *err, size
 
 static void take_usage(mg_req *req, const cJSON *usage)
 {
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
-    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
-    if (cJSON_IsNumber(pt))
-        req->usage.prompt_tokens = (int64_t)pt->valuedouble;
-    if (cJSON_IsNumber(ct))
-        req->usage.completion_tokens = (int64_t)ct->valuedouble;
-    else if (cJSON_IsNumber(pt) && req->api == MG_API_EMBEDDINGS)
+    int64_t pt = mg_adapter_num(usage, "prompt_tokens"), ct = mg_adapter_num(usage, "completion_tokens");
+    if (pt >= 0)
+        req->usage.prompt_tokens = pt;
+    if (ct >= 0)
+        req->usage.completion_tokens = ct;
+    else if (pt >= 0 && req->api == MG_API_EMBEDDINGS)
         req->usage.completion_tokens = 0;
 }
 
@@ -121,7 +121,7 @@ static bool fast_usage(mg_req *req, const char *body, size_t len)
             j++;
         if (j >= e || body[j] != '{')
             return false;
-        cJSON *u = cJSON_ParseWithLengthOpts(body + j, e - j, NULL, false);
+        cJSON *u = mg_json_parse_prefix(body + j, e - j, NULL);
         bool ok = cJSON_IsObject(u);
         if (ok)
             take_usage(req, u);
@@ -135,7 +135,7 @@ mg_rc mg_openai_reply(mg_req *req, const char *body, size_t len, mg_buf *out)
 {
     if (!req->reply_needs_parse && fast_usage(req, body, len))
         return mg_buf_append(out, body, len);
-    cJSON *j = cJSON_ParseWithLength(body, len);
+    cJSON *j = mg_json_parse_upstream(body, len);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return MG_ERR;
@@ -192,7 +192,7 @@ mg_rc mg_openai_stream_event(mg_req *req, mg_str ev, mg_buf *out)
         mg_buf_free(&data);
         return rc == MG_OK ? MG_DONE : rc;
     }
-    cJSON *j = cJSON_ParseWithLength(data.p, data.len);
+    cJSON *j = mg_json_parse_upstream(data.p, data.len);
     if (j == NULL) {
         mg_buf_free(&data);
         return MG_ERR;
@@ -209,9 +209,20 @@ mg_rc mg_openai_stream_event(mg_req *req, mg_str ev, mg_buf *out)
         if (cJSON_IsString(content))
             req->usage.output_chars += strlen(content->valuestring);
     }
+    if (!(usage_only && !req->client_wants_usage)) {
+        /* Data split over several data: lines was joined with "\n"; sent
+         * as is, the lines after the first would reach the client without
+         * their "data: " and cut the JSON text. Such a payload goes out
+         * re-serialised on one line. */
+        if (memchr(data.p, '\n', data.len)) {
+            char *s = cJSON_PrintUnformatted(j);
+            rc = s ? mg_adapter_sse_data(out, s, strlen(s)) : MG_ENOMEM;
+            cJSON_free(s);
+        } else {
+            rc = mg_adapter_sse_data(out, data.p, data.len);
+        }
+    }
     cJSON_Delete(j);
-    if (!(usage_only && !req->client_wants_usage))
-        rc = mg_adapter_sse_data(out, data.p, data.len);
     mg_buf_free(&data);
     return rc;
 }

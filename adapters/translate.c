@@ -555,7 +555,9 @@ const char *mg_adapter_str(const cJSON *v, const char *def)
 int64_t mg_adapter_num(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+    /* Counts from the provider: a negative, huge or non-finite number is
+     * no count (and converting one out of int64_t range is undefined). */
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9e15 ? (int64_t)v->valuedouble : -1;
 }
 
 mg_rc mg_adapter_message_init(mg_adapter_message *m)
@@ -786,7 +788,8 @@ mg_rc mg_adapter_chunk_tool_calls(mg_req *req, cJSON *calls, mg_buf *out)
 mg_rc mg_adapter_stream_tool_index(mg_req *req, const cJSON *block_index, bool create, int64_t *out)
 {
     char key[32];
-    snprintf(key, sizeof(key), "b%lld", cJSON_IsNumber(block_index) ? (long long)block_index->valuedouble : -1LL);
+    bool known = cJSON_IsNumber(block_index) && block_index->valuedouble >= 0 && block_index->valuedouble < 1e9;
+    snprintf(key, sizeof(key), "b%lld", known ? (long long)block_index->valuedouble : -1LL);
     *out = mg_adapter_state_int(req, key, -1);
     if (*out >= 0 || !create)
         return MG_OK;

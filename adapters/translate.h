@@ -209,7 +209,8 @@ cJSON *mg_adapter_tool_call(int index, const char *id, const char *name, const c
 cJSON *mg_adapter_tool_call_json(int index, const char *id, const char *name, const cJSON *args);
 /* The string value of v, or def when v is not a string. */
 const char *mg_adapter_str(const cJSON *v, const char *def);
-/* The number member k of o as an integer, -1 when absent or not a number. */
+/* The number member k of o as a count: -1 when absent, not a number, or not
+ * in [0, 9e15] (a provider's token count beyond that is not a count). */
 int64_t mg_adapter_num(const cJSON *o, const char *k);
 
 /* An assistant message collected from a provider's reply parts: text
