@@ -1,8 +1,9 @@
 /* modelgate — usage shipper: journal segments -> PostgreSQL, exactly once.
  *
  * One thread, one libpq connection, never touched by workers. Each round it
- * reads records from the checkpoint on (at most 5000 or 16 MiB), parses them
- * here and COPYs them as typed rows into a temp table (PostgreSQL parsing
+ * reads records from the checkpoint on (at most 5000 or 16 MiB), leaves out
+ * start records whose final is in the same batch (mg_usage_coalesce), parses
+ * the rest here and COPYs them as typed rows into a temp table (PostgreSQL parsing
  * the JSON cost more than the inserts), then one multi-statement round trip
  * dedups them against usage_request_ids (request_id unique), inserts the new
  * ones into usage_events, replaces a stored start record by its final one
@@ -44,10 +45,7 @@ typedef struct ckpt_ent {
     uint64_t seq, off;
 } ckpt_ent;
 
-typedef struct rec {
-    uint64_t seq, off;       /* where the record starts, for dead-letter provenance */
-    size_t pos, len;         /* payload in S->data */
-} rec;
+typedef mg_usage_rec rec;   /* seq/off: where the record starts (dead-letter provenance); pos/len: payload in S->data */
 
 typedef struct prog {        /* how far this batch consumed a segment */
     size_t ent;              /* index into S->ck */
@@ -61,6 +59,8 @@ typedef struct shipper {
     ckpt_ent *ck; size_t nck, capck;
     bool ck_dirty;
     rec *recs; size_t nrecs;
+    bool *drop;              /* per record: a start superseded in this batch (mg_usage_coalesce) */
+    mg_usage_idset ids;
     prog *progs; size_t nprogs, capprogs;
     mg_buf data, copy;
     char months[64][8]; size_t nmonths;
@@ -806,6 +806,182 @@ slow:
     return mg_usage_copy_line_slow(b, seq, raw, len);
 }
 
+/* ---- start records superseded in the same batch ----------------------------
+ * Under load a request's start and final records nearly always arrive in the
+ * same batch; MOVE_SQL would keep the final anyway (DISTINCT ON, the final
+ * first), so COPYing the start only costs its COPY line here and its
+ * parsing, storage and sort in PostgreSQL. mg_usage_coalesce finds them with
+ * a walk over the record's first keys, never a full parse: the encoder
+ * writes ts, request_id, then a fixed order of keys whose values before
+ * "incomplete" are strings, numbers, booleans or null. The walk demands
+ * exactly that shape, so the "incomplete" it finds is the top-level one
+ * (and the first, as cJSON reads it); anything else is "other": kept, and
+ * never the reason to drop a start. */
+
+enum { REC_OTHER, REC_START, REC_FINAL };
+
+struct mg_usage_idref {
+    uint32_t off, len;       /* the id's raw JSON bytes (no quotes), from the payload start */
+    uint32_t hash;
+    uint8_t kind;
+};
+
+#define KEYLIT(k) {",\"" k "\":", sizeof(",\"" k "\":") - 1}
+/* the encoder's keys between request_id and incomplete, in its order */
+static const struct { const char *s; size_t n; } WALK_KEYS[] = {
+    KEYLIT("subject"), KEYLIT("email"), KEYLIT("roles"), KEYLIT("key_id"), KEYLIT("cost_center"),
+    KEYLIT("model"), KEYLIT("served_model"), KEYLIT("provider"), KEYLIT("upstream_model"),
+    KEYLIT("status"), KEYLIT("prompt_tokens"), KEYLIT("completion_tokens"), KEYLIT("cost_usd"),
+    KEYLIT("input_per_mtok"), KEYLIT("output_per_mtok"), KEYLIT("latency_ms"), KEYLIT("stream"),
+    KEYLIT("estimated"), KEYLIT("client_gone"),
+};
+#undef KEYLIT
+
+/* bytes of a number, true, false or null */
+static const uint8_t TOKEN[256] = {
+    ['0' ... '9'] = 1, ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['-'] = 1, ['+'] = 1, ['.'] = 1,
+};
+
+/* s at an opening quote: the closing quote's position, or NULL */
+static const char *skip_str(const char *s, const char *end)
+{
+    for (s++; s < end; s++) {
+        if (*s == '"')
+            return s;
+        if (*s == '\\' && ++s >= end)
+            return NULL;
+    }
+    return NULL;
+}
+
+static bool expect(const char **s, const char *end, const char *lit, size_t n)
+{
+    if ((size_t)(end - *s) < n || memcmp(*s, lit, n) != 0)
+        return false;
+    *s += n;
+    return true;
+}
+
+static int rec_kind(const char *p, size_t n, struct mg_usage_idref *r)
+{
+    const char *s = p, *end = p + n, *e;
+    if (!expect(&s, end, "{\"ts\":\"", 7) || (e = skip_str(s - 1, end)) == NULL)
+        return REC_OTHER;
+    s = e + 1;
+    if (!expect(&s, end, ",\"request_id\":\"", 15) || (e = skip_str(s - 1, end)) == NULL)
+        return REC_OTHER;
+    r->off = (uint32_t)(s - p);
+    r->len = (uint32_t)(e - s);
+    s = e + 1;
+    for (size_t k = 0; k < MG_ARRAY_LEN(WALK_KEYS); k++) {
+        if (!expect(&s, end, WALK_KEYS[k].s, WALK_KEYS[k].n) || s >= end)
+            return REC_OTHER;
+        if (*s == '"') {
+            if ((e = skip_str(s, end)) == NULL)
+                return REC_OTHER;
+            s = e + 1;
+        } else {
+            const char *v = s;
+            while (s < end && TOKEN[(unsigned char)*s])
+                s++;
+            if (s == v)
+                return REC_OTHER;
+        }
+    }
+    int kind;
+    if (expect(&s, end, ",\"incomplete\":true", 18))
+        kind = REC_START;
+    else if (expect(&s, end, ",\"incomplete\":false", 19))
+        kind = REC_FINAL;
+    else
+        return REC_OTHER;
+    return s < end && (*s == ',' || *s == '}') ? kind : REC_OTHER;
+}
+
+static uint32_t id_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+void mg_usage_idset_free(mg_usage_idset *set)
+{
+    free(set->slot);
+    free(set->ref);
+    memset(set, 0, sizeof *set);
+}
+
+size_t mg_usage_coalesce(const char *data, const mg_usage_rec *recs, size_t n, bool *drop, mg_usage_idset *set)
+{
+    if (n == 0)
+        return 0;
+    memset(drop, 0, n * sizeof *drop);
+    if (n < 2 || n >= (1u << 30))
+        return 0;
+    size_t cap = 16;
+    while (cap < 2 * n)   /* load factor <= 1/2 */
+        cap <<= 1;
+    if (set->cap < cap) {
+        uint32_t *sl = realloc(set->slot, cap * sizeof *sl);
+        if (sl == NULL)
+            return 0;
+        set->slot = sl;
+        set->cap = cap;
+    }
+    if (set->nref < n) {
+        struct mg_usage_idref *r = realloc(set->ref, n * sizeof *r);
+        if (r == NULL)
+            return 0;
+        set->ref = r;
+        set->nref = n;
+    }
+    memset(set->slot, 0, cap * sizeof *set->slot);
+    size_t mask = cap - 1, starts = 0;
+    struct mg_usage_idref *ref = set->ref;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = data + recs[i].pos;
+        ref[i].kind = recs[i].len <= MG_JREC_MAX ? (uint8_t)rec_kind(p, recs[i].len, &ref[i]) : REC_OTHER;
+        if (ref[i].kind == REC_START)
+            starts++;
+        if (ref[i].kind != REC_FINAL)
+            continue;
+        ref[i].hash = id_hash(p + ref[i].off, ref[i].len);
+        for (size_t h = ref[i].hash & mask;; h = (h + 1) & mask) {
+            uint32_t k = set->slot[h];
+            if (k == 0) {
+                set->slot[h] = (uint32_t)i + 1;
+                break;
+            }
+            const struct mg_usage_idref *o = &ref[k - 1];
+            if (o->hash == ref[i].hash && o->len == ref[i].len &&
+                memcmp(data + recs[k - 1].pos + o->off, p + ref[i].off, o->len) == 0)
+                break;   /* this id already has a final in the set */
+        }
+    }
+    size_t dropped = 0;
+    for (size_t i = 0; i < n && starts; i++) {
+        if (ref[i].kind != REC_START)
+            continue;
+        starts--;
+        const char *id = data + recs[i].pos + ref[i].off;
+        uint32_t hash = id_hash(id, ref[i].len);
+        for (size_t h = hash & mask;; h = (h + 1) & mask) {
+            uint32_t k = set->slot[h];
+            if (k == 0)
+                break;
+            const struct mg_usage_idref *o = &ref[k - 1];
+            if (o->hash == hash && o->len == ref[i].len && memcmp(data + recs[k - 1].pos + o->off, id, o->len) == 0) {
+                drop[i] = true;
+                dropped++;
+                break;
+            }
+        }
+    }
+    return dropped;
+}
+
 static bool copy_data(shipper *S, const mg_buf *data, char state[6], mg_buf *err)
 {
     db_arm(S);
@@ -842,17 +1018,27 @@ static bool copy_data(shipper *S, const mg_buf *data, char state[6], mg_buf *err
  *   anything else (a replay, a start after its final): nothing;
  *   rollup += the new rows and the finals, -= mg_old; groups left at zero
  *           requests (a final whose provider differs from its start's)
- *           are deleted so the rollup has the same groups as the events. */
+ *           are deleted so the rollup has the same groups as the events.
+ * The two lookups in usage_request_ids are written so that they can only
+ * be index probes: the planner, not knowing how many mg_ids rows match
+ * (temp tables have no statistics), hash-joined the whole table instead,
+ * a sequential scan of every request id ever stored per batch (~30 ms each
+ * at 100,000 ids, growing with the table; docs/ledger.md, "Shipper throughput").
+ * LATERAL ... LIMIT 1 (request_id is the key: at most one row) is a
+ * parameterised index scan per batch id; the redundant `= ANY (ARRAY(...))`
+ * gives the upgrade its few keys as an index condition. */
 static const char MOVE_SQL[] =
-    "INSERT INTO mg_ids (request_id, seq, ts, incomplete)"
-    " SELECT DISTINCT ON (request_id) request_id, seq, ts, incomplete FROM mg_ship"
-    " ORDER BY request_id, incomplete, seq;"
-    "UPDATE mg_ids i SET old_ts = r.ts, old_incomplete = r.incomplete FROM usage_request_ids r"
-    " WHERE r.request_id = i.request_id;"
+    "INSERT INTO mg_ids (request_id, seq, ts, incomplete, old_ts, old_incomplete)"
+    " SELECT d.request_id, d.seq, d.ts, d.incomplete, r.ts, r.incomplete"
+    " FROM (SELECT DISTINCT ON (request_id) request_id, seq, ts, incomplete FROM mg_ship"
+    "  ORDER BY request_id, incomplete, seq) d"
+    " LEFT JOIN LATERAL (SELECT ts, incomplete FROM usage_request_ids WHERE request_id = d.request_id LIMIT 1) r"
+    " ON true;"
     "INSERT INTO usage_request_ids (request_id, ts, incomplete)"
     " SELECT request_id, ts, incomplete FROM mg_ids WHERE old_ts IS NULL;"
     "UPDATE usage_request_ids r SET ts = i.ts, incomplete = false FROM mg_ids i"
-    " WHERE r.request_id = i.request_id AND i.old_incomplete AND NOT i.incomplete;"
+    " WHERE r.request_id = i.request_id AND i.old_incomplete AND NOT i.incomplete"
+    " AND r.request_id = ANY (ARRAY(SELECT request_id FROM mg_ids WHERE old_incomplete AND NOT incomplete));"
     "INSERT INTO mg_old SELECT (e.ts AT TIME ZONE 'UTC')::date, e.subject, e.email, e.roles, e.key_id,"
     " e.cost_center, e.model, e.provider, e.prompt_tokens, e.completion_tokens, e.cost_usd"
     " FROM usage_events e JOIN mg_ids i ON e.request_id = i.request_id AND e.ts = i.old_ts"
@@ -902,12 +1088,21 @@ static bool move_rows(shipper *S, long long *inserted, long long *upgraded, char
 }
 
 /* Whole batch in one COPY + one round trip of statements: the common case.
+ * Starts whose final is in the batch are left out (mg_usage_coalesce):
+ * MOVE_SQL would have picked the final anyway, and its DISTINCT ON still
+ * covers whatever the coalescing keeps. That is only safe while every row
+ * sent lands, which is what this path guarantees: if any row is bad, the
+ * batch goes row by row (ship_rows) with every record, starts included, so
+ * a final that becomes a dead letter leaves its start as the request's row
+ * exactly as before. (A bad start whose final is good is left out here
+ * rather than dead-lettered: it could never have been the request's row.)
  * 0 ok, 1 some row is bad (go row by row), -1 database trouble. */
 static int ship_bulk(shipper *S, long long *inserted, long long *upgraded, char state[6], mg_buf *err)
 {
     mg_buf_reset(&S->copy);
+    mg_usage_coalesce(S->data.p, S->recs, S->nrecs, S->drop, &S->ids);
     for (size_t i = 0; i < S->nrecs; i++)
-        if (!mg_usage_copy_line(&S->copy, i, S->data.p + S->recs[i].pos, S->recs[i].len))
+        if (!S->drop[i] && !mg_usage_copy_line(&S->copy, i, S->data.p + S->recs[i].pos, S->recs[i].len))
             return 1;
     if (!db_cmd(S, "BEGIN", state, err))
         return -1;
@@ -1223,6 +1418,12 @@ static bool ship_batch(shipper *S)
         raise(SIGKILL);  /* test hook: die between the commit and the checkpoint */
     commit_progress(S);
     ck_save(S);
+    /* Every record of the batch is consumed here, including the starts
+     * ship_bulk left out: commit_progress acks them (records_pending) and the
+     * checkpoint moves past them. They count as duplicates, as they did when
+     * they were COPYed and collapsed by MOVE_SQL: "start records superseded
+     * in the same batch" (docs/ledger.md, Metrics), so the counters are the
+     * same with or without the coalescing. */
     uint64_t applied = (uint64_t)inserted + (uint64_t)upgraded;
     atomic_fetch_add(&S->L->shipped, applied);
     atomic_fetch_add(&S->L->dead, (uint64_t)dead);
@@ -1246,9 +1447,10 @@ void *mg_usage_ship_main(void *arg)
     const char *crash = getenv("MODELGATE_TEST_CRASH_AFTER_COMMITS");
     S.crash_after = crash ? strtol(crash, NULL, 10) : 0;
     S.recs = calloc(BATCH_RECORDS, sizeof *S.recs);
+    S.drop = calloc(BATCH_RECORDS, sizeof *S.drop);
     ck_load(&S);
     bool stop = false;
-    while (S.recs) {
+    while (S.recs && S.drop) {
         collect(&S);
         bool drained = S.nrecs == 0 && S.nprogs == 0;
         if (S.nprogs && S.nrecs == 0) {   /* only corrupt bytes: just checkpoint */
@@ -1291,6 +1493,8 @@ void *mg_usage_ship_main(void *arg)
         ck_save(&S);
     db_close(&S);
     free(S.recs);
+    free(S.drop);
+    mg_usage_idset_free(&S.ids);
     free(S.ck);
     free(S.progs);
     mg_buf_free(&S.data);

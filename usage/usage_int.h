@@ -36,6 +36,38 @@ mg_rc mg_usage_encode(mg_buf *out, const mg_usage_event *ev);
 bool mg_usage_copy_line(mg_buf *b, size_t seq, const char *raw, size_t len);
 bool mg_usage_copy_line_slow(mg_buf *b, size_t seq, const char *raw, size_t len);
 
+/* One journal record in a shipper batch: its payload is data[pos, pos+len)
+ * of the batch buffer; seq/off say where it was read (dead-letter source). */
+typedef struct mg_usage_rec {
+    uint64_t seq, off;
+    size_t pos, len;
+} mg_usage_rec;
+
+/* Scratch memory for mg_usage_coalesce, reused from batch to batch (grown,
+ * never shrunk). Zero-initialise; release with mg_usage_idset_free. */
+struct mg_usage_idref;
+typedef struct mg_usage_idset {
+    uint32_t *slot;               /* open addressing: 1 + record index of a final, 0 = empty */
+    size_t cap;                   /* slots allocated (a power of two) */
+    struct mg_usage_idref *ref;   /* per record: where its id is, its hash, start/final */
+    size_t nref;                  /* refs allocated */
+} mg_usage_idset;
+
+/* Start-record coalescing for one batch of n records (payloads at
+ * data + recs[i].pos). Sets drop[i] (caller's array of n) to true for each
+ * start record ("incomplete":true) whose request id has a final record
+ * ("incomplete":false) in the same batch, in either order, and to false
+ * for every other record; returns how many it marked. Such a start can
+ * never become the request's row (the final always wins), so the shipper
+ * leaves it out of the COPY. Only records in mg_usage_encode's own form
+ * are classified: ts, request_id, then the encoder's keys in its order up
+ * to "incomplete", compact, and ids are compared as their raw JSON bytes;
+ * a record of any other shape is kept and never causes a drop. Nothing is
+ * parsed beyond "incomplete". On allocation failure, or n >= 2^30, marks
+ * nothing (everything kept) and returns 0. */
+size_t mg_usage_coalesce(const char *data, const mg_usage_rec *recs, size_t n, bool *drop, mg_usage_idset *set);
+void mg_usage_idset_free(mg_usage_idset *set);
+
 typedef enum mg_jdec {
     MG_JDEC_OK,          /* a whole valid record: payload/plen set, used = record size */
     MG_JDEC_NEED_MORE,   /* buf ends inside a plausible record; used = 0 */

@@ -163,17 +163,12 @@ static cJSON *accept_body(const char *body, size_t n)
 {
     if (!mg_utf8_valid(body, n))
         return NULL;
-    const char *end = NULL;
-    cJSON *json = n ? cJSON_ParseWithLengthOpts(body, n, &end, false) : NULL;
-    if (json == NULL)
+    const char *why = NULL;
+    cJSON *json = mg_json_parse(body, n, &why);   /* as the router parses */
+    if (json == NULL) {
+        if (why == NULL)
+            abort();   /* a refusal always says why */
         return NULL;
-    if (end == NULL || end < body || end > body + n)
-        abort();   /* the parser's end must lie inside the body */
-    for (const char *p = end; p < body + n; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            cJSON_Delete(json);
-            return NULL;
-        }
     }
     const char *dup = cJSON_IsObject(json) ? mg_json_find_duplicate(json) : NULL;
     if (cJSON_IsObject(json))

@@ -92,11 +92,10 @@ static cJSON *router_accepts(const char *body, size_t n)
 {
     if (n == 0 || !mg_utf8_valid(body, n))
         return NULL;
-    const char *end = NULL;
-    cJSON *json = cJSON_ParseWithLengthOpts(body, n, &end, false);
+    cJSON *json = mg_json_parse(body, n, NULL);   /* as the router parses */
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(json, "model");
     const cJSON *stream = cJSON_GetObjectItemCaseSensitive(json, "stream");
-    if (!cJSON_IsObject(json) || !ws_only(end, body + n) || mg_json_find_duplicate(json) ||
+    if (!cJSON_IsObject(json) || mg_json_find_duplicate(json) ||
         !cJSON_IsString(model) || model->valuestring[0] == '\0' ||
         (stream && !cJSON_IsBool(stream) && !cJSON_IsNull(stream))) {
         cJSON_Delete(json);

@@ -170,6 +170,40 @@ describe('usage ledger (real PostgreSQL)', { skip: !pgl.available() && 'PostgreS
     assert.deepEqual(roll(), [r1, e1]);
   });
 
+  it('start records: left out when the final is in the same batch, replaced when it comes a batch later; counters add up', async () => {
+    // One worker, 6,000 requests = 12,000 records, shipped in batches of 5,000:
+    // most finals share their start's batch (the shipper leaves the start out
+    // of the COPY), the 200 starts before each of the two batch boundaries are
+    // committed first and replaced by their final in the next batch.
+    const journal = newJournal();
+    const w = await run(['write', '12000', '--prefix', 'co', '--workers', '1', '--starts', '--month', '2023-08',
+      '--exit-now'], { journal, env: NO_DB });
+    assert.equal(w.code, 0, w.stderr);
+    const s = await run(['ship'], { journal });
+    assert.equal(s.code, 0, s.stderr);
+    const st = stats(s);
+    assert.equal(st.shipped, 6400, `6,000 new rows + 400 finals replacing a committed start: ${s.stdout}`);
+    assert.equal(st.shipped + st.duplicate, 12000, 'every record is a new row, a replacing final or a superseded start');
+    assert.equal(pg.sql(`SELECT count(*) || '/' || count(DISTINCT request_id) || '/' || count(*) FILTER (WHERE incomplete OR status <> 200)
+      FROM usage_events WHERE request_id LIKE 'co-%'`), '6000/6000/0', 'one final row per request');
+    assert.equal(pg.sql("SELECT count(*) FROM usage_request_ids WHERE request_id LIKE 'co-%' AND incomplete"), '0');
+    const roll = () => pg.sql(`SELECT (SELECT sum(requests) || '/' || sum(prompt_tokens) || '/' || sum(cost_usd)
+      FROM usage_rollup_daily WHERE day >= '2023-08-01' AND day < '2023-09-01') || ' ' || (SELECT count(*) || '/'
+      || sum(prompt_tokens) || '/' || sum(cost_usd) FROM usage_events WHERE ts >= '2023-08-01Z' AND ts < '2023-09-01Z')`).split(' ');
+    const [r1, e1] = roll();
+    assert.equal(r1, e1);
+    // written and shipped by one process: records_pending returns to 0 with
+    // the left-out starts acknowledged (the writer exits 0 only then)
+    const w2 = await run(['write', '2000', '--prefix', 'co2', '--workers', '2', '--starts', '--month', '2023-08']);
+    assert.equal(w2.code, 0, w2.stdout + w2.stderr);
+    assert.equal(stats(w2).written, 2000);
+    assert.equal(stats(w2).pending, 0);
+    assert.equal(stats(w2).shipped + stats(w2).duplicate, 2000);
+    assert.equal(pg.sql("SELECT count(*) || '/' || count(*) FILTER (WHERE incomplete) FROM usage_events WHERE request_id LIKE 'co2-%'"), '1000/0');
+    const [r2, e2] = roll();
+    assert.equal(r2, e2);
+  });
+
   it('kill -9 at random moments while shipping: exactly once', async () => {
     const journal = newJournal();
     await run(['write', '20000', '--prefix', 'chaos', '--workers', '2', '--exit-now'], { journal, env: NO_DB });
