@@ -32,4 +32,12 @@ cJSON *mg_json_parse_upstream(const char *text, size_t n);
  * after it; *end (if not NULL) points just past the value. */
 cJSON *mg_json_parse_prefix(const char *text, size_t n, const char **end);
 
+/* Checks text exactly as mg_json_parse would, building no tree, and calls
+ * fn with every string value (decoded, n bytes, not NUL-terminated; member names are
+ * not passed) in document order; scratch holds decoded strings between
+ * calls. False if the text is not what mg_json_parse accepts or fn
+ * returned false (stop). */
+typedef bool (*mg_json_string_fn)(void *arg, const char *s, size_t n);
+bool mg_json_each_string(const char *text, size_t n, mg_buf *scratch, mg_json_string_fn fn, void *arg);
+
 #endif

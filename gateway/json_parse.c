@@ -11,9 +11,10 @@
  *
  * Where it differs from cJSON, it is stricter: numbers must follow the
  * JSON grammar ("01", "1." and "-" are refused), only the four JSON
- * whitespace bytes separate tokens, and a string may not contain \u0000:
- * cJSON would cut the string there, so a policy filter reading the tree
- * would see less than an upstream reading the same bytes.
+ * whitespace bytes separate tokens, and a string may not contain \u0000
+ * (nor the document a raw NUL byte): cJSON would cut the string there, so
+ * a policy filter reading the tree would see less than an upstream reading
+ * the same bytes.
  *
  * SPDX-License-Identifier: Apache-2.0
  */
@@ -31,6 +32,10 @@ typedef struct {
     int depth;
     bool allow_nul;   /* upstream data: cut the string there, as cJSON does */
     const char *why;
+    /* mg_json_each_string: nothing is built (item is NULL) */
+    mg_json_string_fn each;
+    void *arg;
+    mg_buf *scratch;
 } jp;
 
 static void skip_ws(jp *s)
@@ -102,33 +107,29 @@ static const unsigned char *find_special(const unsigned char *p, const unsigned 
     return p;
 }
 
-/* At the opening quote. A decoded string is never longer than its source,
- * so one allocation of the source length suffices. */
-static char *parse_string(jp *s)
+/* At the opening quote: finds the closing one; *escapes tells whether
+ * anything between needs decoding. */
+static bool string_bounds(jp *s, const unsigned char **b, const unsigned char **close, bool *escapes)
 {
-    const unsigned char *b = ++s->p, *close = find_special(b, s->end);
-    bool escapes = false;
-    while (close < s->end && *close == '\\') {
-        escapes = true;
-        if (s->end - close < 2)
+    const unsigned char *q = find_special(*b = ++s->p, s->end);
+    *escapes = false;
+    while (q < s->end && *q == '\\') {
+        *escapes = true;
+        if (s->end - q < 2)
             break;
-        close = find_special(close + 2, s->end);
+        q = find_special(q + 2, s->end);
     }
-    if (close >= s->end || *close != '"') {
-        fail(s, "unterminated string");
-        return NULL;
-    }
-    unsigned char *out = malloc((size_t)(close - b) + 1), *o = out;
-    if (out == NULL) {
-        fail(s, "out of memory");
-        return NULL;
-    }
-    if (!escapes) {   /* the common case */
-        memcpy(out, b, (size_t)(close - b));
-        out[close - b] = '\0';
-        s->p = close + 1;
-        return (char *)out;
-    }
+    *close = q;
+    if (q >= s->end || *q != '"')
+        return fail(s, "unterminated string");
+    return true;
+}
+
+/* Decodes [b, close) into out (room for close - b + 1 bytes: a decoded
+ * string is never longer than its source); *n gets the decoded length. */
+static bool decode(jp *s, const unsigned char *b, const unsigned char *close, unsigned char *out, size_t *n)
+{
+    unsigned char *o = out;
     const unsigned char *p = b;
     for (;;) {
         const unsigned char *r = find_special(p, close);
@@ -150,20 +151,17 @@ static char *parse_string(jp *s)
         case 'u': {
             int hi = close - p >= 4 ? hex4(p) : -1;
             if (hi < 0)
-                goto bad;
+                return fail(s, "bad escape in a string");
             p += 4;
             uint32_t cp = (uint32_t)hi;
-            if (cp == 0 && !s->allow_nul) {
-                free(out);
-                fail(s, "a string contains \\u0000");
-                return NULL;
-            }
+            if (cp == 0 && !s->allow_nul)
+                return fail(s, "a string contains \\u0000");
             if (cp >= 0xdc00 && cp <= 0xdfff)
-                goto bad;   /* a low surrogate on its own */
+                return fail(s, "bad escape in a string");   /* a low surrogate on its own */
             if (cp >= 0xd800 && cp <= 0xdbff) {
                 int lo = close - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
                 if (lo < 0xdc00 || lo > 0xdfff)
-                    goto bad;
+                    return fail(s, "bad escape in a string");
                 p += 6;
                 cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t)lo - 0xdc00);
             }
@@ -171,16 +169,60 @@ static char *parse_string(jp *s)
             break;
         }
         default:
-            goto bad;
+            return fail(s, "bad escape in a string");
         }
     }
     *o = '\0';
+    *n = (size_t)(o - out);
+    return true;
+}
+
+/* At the opening quote: the decoded string, malloc'd. */
+static char *parse_string(jp *s)
+{
+    const unsigned char *b, *close;
+    bool escapes;
+    if (!string_bounds(s, &b, &close, &escapes))
+        return NULL;
+    unsigned char *out = malloc((size_t)(close - b) + 1);
+    size_t n = 0;
+    if (out == NULL) {
+        fail(s, "out of memory");
+        return NULL;
+    }
+    if (!escapes) {   /* the common case */
+        memcpy(out, b, (size_t)(close - b));
+        out[close - b] = '\0';
+    } else if (!decode(s, b, close, out, &n)) {
+        free(out);
+        return NULL;
+    }
     s->p = close + 1;
     return (char *)out;
-bad:
-    free(out);
-    fail(s, "bad escape in a string");
-    return NULL;
+}
+
+/* At the opening quote, building nothing: checks the string and, for a
+ * value (key == false) with a callback, hands it over decoded. */
+static bool skip_string(jp *s, bool key)
+{
+    const unsigned char *b, *close;
+    bool escapes;
+    if (!string_bounds(s, &b, &close, &escapes))
+        return false;
+    const char *text = (const char *)b;
+    size_t n = (size_t)(close - b);
+    if (escapes) {
+        mg_buf_reset(s->scratch);
+        if (mg_buf_reserve(s->scratch, n + 1) != MG_OK)
+            return fail(s, "out of memory");
+        if (!decode(s, b, close, (unsigned char *)s->scratch->p, &n))
+            return false;
+        text = s->scratch->p;
+    }
+    s->p = close + 1;
+    if (!key && s->each && !s->each(s->arg, text, n))
+        return fail(s, "stopped");
+    return true;
 }
 
 /* Powers of ten a double holds exactly: with a mantissa below 2^53, one
@@ -250,10 +292,12 @@ static bool parse_number(jp *s, cJSON *item)
     }
     if (neg)
         v = -v;
+    s->p = p;
+    if (item == NULL)
+        return true;
     item->type = cJSON_Number;
     item->valuedouble = v;
     item->valueint = v >= INT_MAX ? INT_MAX : v <= (double)INT_MIN ? INT_MIN : (int)v;
-    s->p = p;
     return true;
 }
 
@@ -284,7 +328,8 @@ static bool parse_container(jp *s, cJSON *item, bool object)
 {
     if (++s->depth > MAX_DEPTH)
         return fail(s, "nested too deeply");
-    item->type = object ? cJSON_Object : cJSON_Array;
+    if (item)
+        item->type = object ? cJSON_Object : cJSON_Array;
     unsigned char close = object ? '}' : ']';
     s->p++;
     skip_ws(s);
@@ -295,14 +340,16 @@ static bool parse_container(jp *s, cJSON *item, bool object)
     }
     cJSON *tail = NULL;
     for (;;) {
-        cJSON *it = calloc(1, sizeof(*it));
-        if (it == NULL)
-            return fail(s, "out of memory");
-        append(item, &tail, it);
+        cJSON *it = NULL;
+        if (item) {
+            if ((it = calloc(1, sizeof(*it))) == NULL)
+                return fail(s, "out of memory");
+            append(item, &tail, it);
+        }
         if (object) {
             if (s->p >= s->end || *s->p != '"')
                 return fail(s, "expected a member name");
-            if ((it->string = parse_string(s)) == NULL)
+            if (it ? (it->string = parse_string(s)) == NULL : !skip_string(s, true))
                 return false;
             skip_ws(s);
             if (s->p >= s->end || *s->p != ':')
@@ -327,10 +374,19 @@ static bool parse_container(jp *s, cJSON *item, bool object)
     }
 }
 
+/* item NULL: check the value and build nothing (mg_json_each_string). */
 static bool parse_value(jp *s, cJSON *item)
 {
     if (s->p >= s->end)
         return fail(s, "unexpected end of input");
+    cJSON dummy;
+    if (item == NULL && *s->p != '{' && *s->p != '[') {
+        if (*s->p == '"')
+            return skip_string(s, false);
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+            return parse_number(s, NULL);
+        item = &dummy;   /* literals: nothing allocated */
+    }
     switch (*s->p) {
     case '{': return parse_container(s, item, true);
     case '[': return parse_container(s, item, false);
@@ -363,6 +419,12 @@ static cJSON *parse(const char *text, size_t n, const char **why, bool prefix, c
         if (why) *why = "no input";
         return NULL;
     }
+    /* A raw NUL would end a tree's string early just like \u0000; outside
+     * strings it is not JSON anyway. memchr is cheap next to parsing. */
+    if (!allow_nul && memchr(text, '\0', n) != NULL) {
+        if (why) *why = "a NUL byte in the document";
+        return NULL;
+    }
     skip_ws(&s);
     cJSON *root = calloc(1, sizeof(*root));
     if (root == NULL) {
@@ -392,3 +454,18 @@ cJSON *mg_json_parse(const char *text, size_t n, const char **why) { return pars
 cJSON *mg_json_parse_prefix(const char *text, size_t n, const char **end) { return parse(text, n, NULL, true, end, true); }
 
 cJSON *mg_json_parse_upstream(const char *text, size_t n) { return parse(text, n, NULL, false, NULL, true); }
+
+bool mg_json_each_string(const char *text, size_t n, mg_buf *scratch, mg_json_string_fn fn, void *arg)
+{
+    if (text == NULL)
+        return false;
+    jp s = {.p = (const unsigned char *)text, .end = (const unsigned char *)text + n,
+            .each = fn, .arg = arg, .scratch = scratch};
+    if (memchr(text, '\0', n) != NULL)
+        return false;   /* as mg_json_parse */
+    skip_ws(&s);
+    if (!parse_value(&s, NULL))
+        return false;
+    skip_ws(&s);
+    return s.p == s.end;
+}

@@ -192,6 +192,18 @@ static mg_rc apply(const char *t, size_t from, size_t to, const mg_policy_hits *
     return mg_buf_append(out, t + at, to - at);
 }
 
+bool mg_policy_text_clean(const mg_policy_effective *e, mg_policy_direction dir, const char *text, size_t len)
+{
+    mg_policy_verdict v;
+    mg_policy_verdict_init(&v);
+    mg_policy_hits h;
+    mg_policy_hits_init(&h);
+    bool clean = scan(e, dir, text, len, &h, &v) == MG_OK && !v.blocked && h.n == 0 && v.n_rules == 0 &&
+                 !v.rules_truncated;
+    mg_policy_hits_free(&h);
+    return clean;
+}
+
 mg_rc mg_policy_filter_text(const mg_policy_effective *e, mg_policy_direction dir,
                             const char *text, size_t len, mg_buf *out, mg_policy_verdict *v)
 {

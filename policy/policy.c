@@ -217,6 +217,46 @@ static void set_decision(mg_req *req, const mg_policy_verdict *v)
     mg_buf_free(&d);
 }
 
+static bool has_token(const char *list, const char *tok, size_t n)
+{
+    for (const char *p = list; *p;) {
+        size_t m = strcspn(p, " ");
+        if (m == n && memcmp(p, tok, n) == 0)
+            return true;
+        p += m + (p[m] == ' ');
+    }
+    return false;
+}
+
+/* The output filters' rules join the input's in the ledger's decision
+ * column ("redacted:pii flagged:audit"), each once; an output that nothing
+ * acted on leaves the input's decision as it was. */
+static void set_output_decision(mg_req *req, const char *input, const mg_policy_verdict *v)
+{
+    req->decision = input;
+    if (v->n_rules == 0)
+        return;
+    mg_buf out = {0}, d = {0};
+    bool have_input = input && strcmp(input, "allowed") != 0;
+    if (have_input)
+        mg_buf_append_str(&out, input);
+    if (mg_policy_verdict_decision(v, &d) == MG_OK && d.len && mg_buf_append(&d, "", 1) == MG_OK) {
+        for (const char *t = d.p; *t;) {
+            size_t n = strcspn(t, " ");
+            if (!have_input || !has_token(input, t, n)) {
+                if (out.len)
+                    mg_buf_append(&out, " ", 1);
+                mg_buf_append(&out, t, n);
+            }
+            t += n + (t[n] == ' ');
+        }
+    }
+    if (out.len)
+        req->decision = mg_pool_strndup(req->pool, out.p, out.len);
+    mg_buf_free(&out);
+    mg_buf_free(&d);
+}
+
 mg_stage_rc mg_policy_filter_input_stage(mg_req *req)
 {
     if (req->policy == NULL || !mg_policy_effective_has_filters(req->policy, MG_POLICY_INPUT))
@@ -641,12 +681,30 @@ typedef struct out_state {
                                       same filter in order) */
     mg_policy_verdict v;
     bool flushed;
+    const char *input_decision;    /* req->decision before any output */
 } out_state;
 
 static void out_state_free(void *p) { mg_policy_stream_free(((out_state *)p)->fs); }
 
+static bool probe_string(void *arg, const char *s, size_t n)
+{
+    return mg_policy_text_clean(arg, MG_POLICY_OUTPUT, s, n);
+}
+
 static mg_rc filter_reply(mg_req *req, mg_buf *buf)
 {
+    /* Most replies carry nothing a filter acts on: when no string anywhere
+     * in the reply would be touched, pass it on without building a tree.
+     * The check reads exactly what mg_json_parse accepts; anything else
+     * (a hit, or a reply it refuses) takes the full path below, which
+     * decides. */
+    const char *input_decision = req->decision;
+    mg_buf scratch = {0};
+    bool clean = mg_json_each_string(buf->p, buf->len, &scratch, probe_string, (void *)req->policy);
+    mg_buf_free(&scratch);
+    if (clean)
+        return MG_OK;
+
     /* A reply the filters cannot read is not passed on unread: that would
      * let a reply through that they never saw (e.g. text after a \u0000,
      * which a cJSON tree cuts off but a client's parser reads). */
@@ -676,7 +734,7 @@ static mg_rc filter_reply(mg_req *req, mg_buf *buf)
         if (v.blocked)
             break;
     }
-    set_decision(req, &v);
+    set_output_decision(req, input_decision, &v);
     mg_rc rc = MG_OK;
     if (v.blocked) {
         req->error_code = "content_blocked";
@@ -791,6 +849,7 @@ mg_rc mg_policy_filter_output(mg_req *req, mg_buf *buf, bool is_stream_event)
             return MG_ERR;
         }
         mg_policy_verdict_init(&st->v);
+        st->input_decision = req->decision;
         req->policy_out = st;
     }
     /* buf holds complete canonical SSE events: rewrite each one. */
@@ -812,7 +871,7 @@ mg_rc mg_policy_filter_output(mg_req *req, mg_buf *buf, bool is_stream_event)
             mg_buf_append(&out, "\n\n", 2);
         }
     }
-    set_decision(req, &st->v);
+    set_output_decision(req, st->input_decision, &st->v);
     if (rc != MG_OK || st->v.blocked) {
         if (st->v.blocked || rc == MG_OK)
             req->error_code = "content_blocked";

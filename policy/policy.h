@@ -276,6 +276,9 @@ mg_rc mg_policy_filter_request(const mg_policy_effective *e, cJSON *body, mg_api
 mg_rc mg_policy_filter_text(const mg_policy_effective *e, mg_policy_direction dir,
                             const char *text, size_t len, mg_buf *out,
                             mg_policy_verdict *v);
+/* True when no filter of direction dir would act on text (block, redact
+ * or flag); false when one would, or on an error. Nothing is recorded. */
+bool mg_policy_text_clean(const mg_policy_effective *e, mg_policy_direction dir, const char *text, size_t len);
 
 /* Stream filter: output filtering for text that arrives in deltas.
  *

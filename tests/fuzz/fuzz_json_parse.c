@@ -2,7 +2,8 @@
  *
  * Whatever mg_json_parse accepts, cJSON must accept too and both trees
  * must print the same (mg_json_parse is only ever stricter: JSON number
- * grammar, no \u0000). Every array and object must keep cJSON's invariant
+ * grammar, no \u0000). mg_json_each_string accepts exactly the same
+ * inputs and hands over the tree's string values in order. Every array and object must keep cJSON's invariant
  * that the first child's prev points at the last child, which cJSON's own
  * append functions rely on. Inputs the strict grammar must refuse are
  * checked too: a document with a leading-zero number never parses.
@@ -38,11 +39,45 @@ static bool json_ws_only(const char *p, const char *end)
     return true;
 }
 
+/* mg_json_each_string must see the tree's string values, in order. */
+typedef struct { const cJSON *want[4096]; size_t n, at; bool bad; } walk;
+
+static void collect(walk *w, const cJSON *n)
+{
+    for (; n; n = n->next) {
+        if (cJSON_IsString(n) && w->n < 4096)
+            w->want[w->n++] = n;
+        collect(w, n->child);
+    }
+}
+
+static bool on_string(void *arg, const char *s, size_t len)
+{
+    walk *w = arg;
+    if (w->at >= w->n || strlen(w->want[w->at]->valuestring) != len ||
+        memcmp(w->want[w->at]->valuestring, s, len) != 0)
+        w->bad = true;
+    w->at++;
+    return true;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
     const char *why = NULL;
     cJSON *ours = mg_json_parse(text, size, &why);
+    static walk w;
+    w.n = w.at = 0;
+    w.bad = false;
+    if (ours)
+        collect(&w, ours);
+    mg_buf scratch = {0};
+    bool each = mg_json_each_string(text, size, &scratch, on_string, &w);
+    mg_buf_free(&scratch);
+    if (each != (ours != NULL))
+        abort();   /* the tree-less walk accepts exactly what the parser accepts */
+    if (ours && w.n < 4096 && (w.bad || w.at != w.n))
+        abort();
     if (ours == NULL) {
         if (why == NULL)
             abort();   /* a refusal always says why */

@@ -70,6 +70,7 @@ function importPolicy(doc) {
 }
 const withDb = (cfg) => {
   cfg.database = { url: pg.url };
+  cfg.usage = { journal_dir: path.join(dir, 'journal') };   // the ledger's decision column is checked
   cfg.limits.upstream_first_byte_timeout = '10s';   // the budget test holds replies 4 s
   cfg.models.push({ name: 'llama-local', deployments: [{ provider: 'mock', model: 'llama' }] });
   return cfg;
@@ -173,6 +174,33 @@ describe('role policies', () => {
       body: h.chatBody(`[[mock:chunks=4,reply=${reply}]] hi`, { stream: true }) });
     assert.ok(!s.raw.includes('dana.smith'), 'the address never left the gateway');
     assert.ok(s.events.some((e) => e.json?.error?.code === 'content_unverifiable'), s.raw);
+  });
+
+  it('the ledger records input and output filter decisions together, each rule once', async () => {
+    const decision = async (id) => {
+      for (let i = 0; i < 100; i++) {
+        const d = pg.sql(`SELECT decision FROM usage_events WHERE request_id = '${id}' AND status <> 0`).trim();
+        if (d) return d.startsWith('"') ? JSON.parse(d) : d;   // a JSON string column
+        await h.sleep(200);
+      }
+      return null;
+    };
+    // Redacted on the way in, nothing on the way out: the input's decision stays.
+    const a = await chatAs(keys.engineer, 'mail bob@example.com please');
+    assert.equal(a.status, 200, a.body);
+    // Nothing on the way in, redacted on the way out.
+    const reply = encodeURIComponent('reach dana.smith@example.net');
+    const b = await chatAs(keys.engineer, `[[mock:reply=${reply}]] hi`);
+    assert.equal(b.json.choices[0].message.content, 'reach [EMAIL]');
+    // Both ways: one entry for the rule.
+    const c = await chatAs(keys.engineer, `[[mock:reply=${reply}]] and carol@example.org`);
+    assert.equal(c.status, 200, c.body);
+    // Neither.
+    const d = await chatAs(keys.engineer, 'plain words');
+    assert.equal(await decision(a.headers['x-request-id']), 'redacted:pii');
+    assert.equal(await decision(b.headers['x-request-id']), 'redacted:pii');
+    assert.equal(await decision(c.headers['x-request-id']), 'redacted:pii');
+    assert.equal(await decision(d.headers['x-request-id']), 'allowed');
   });
 
   it('output filters: plain replies and streams, a match split across chunks included', async () => {

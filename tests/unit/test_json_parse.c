@@ -91,6 +91,14 @@ T_TEST(test_nul_escape_refused)
     cJSON *j = parse("{\"content\":\"hi\\u0000 my SSN is 123-45-6789\"}", &why);
     T_CHECK(j == NULL);
     T_CHECK(why && strstr(why, "u0000") != NULL);
+    /* The same with a raw NUL byte inside the string. */
+    static const char raw[] = "{\"content\":\"hi\0 my SSN is 123-45-6789\"}";
+    T_CHECK(mg_json_parse(raw, sizeof raw - 1, &why) == NULL);
+    T_CHECK(why && strstr(why, "NUL") != NULL);
+    /* Upstream data keeps cJSON's reading: the string ends there. */
+    cJSON *u = mg_json_parse_upstream("[\"a\\u0000b\"]", 12);
+    T_CHECK(u && strcmp(cJSON_GetArrayItem(u, 0)->valuestring, "a") == 0);
+    cJSON_Delete(u);
 }
 
 T_TEST(test_depth_limit)
@@ -116,5 +124,39 @@ T_TEST(test_same_tree_as_cjson)
     T_CHECK(same_as_cjson("[\"raw\ttab\"]"));   /* raw control bytes pass, as with cJSON */
 }
 
-T_MAIN("json_parse", T_CASE(test_values), T_CASE(test_numbers_match_strtod), T_CASE(test_refusals),
+typedef struct { char seen[256]; size_t len; int calls; int stop_at; } collect;
+
+static bool on_string(void *arg, const char *s, size_t n)
+{
+    collect *c = arg;
+    c->calls++;
+    if (c->len + n + 1 < sizeof c->seen) {
+        memcpy(c->seen + c->len, s, n);
+        c->len += n;
+        c->seen[c->len++] = '|';
+        c->seen[c->len] = '\0';
+    }
+    return c->calls != c->stop_at;
+}
+
+T_TEST(test_each_string)
+{
+    mg_buf scratch = {0};
+    collect c = {0};
+    const char *doc = "{\"id\":\"x1\",\"choices\":[{\"message\":{\"content\":\"a\\nb \\u00e9\"}}],\"n\":[1,true,null]}";
+    T_CHECK(mg_json_each_string(doc, strlen(doc), &scratch, on_string, &c));
+    T_EQ_STR(c.seen, "x1|a\nb \xc3\xa9|");   /* values only, decoded, in order */
+    /* it accepts exactly what mg_json_parse accepts */
+    static const char *bad[] = {"[01]", "{\"a\":1} x", "\"\\u0000\"", "[1,]", "{\"a\\x\":1}", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        collect z = {0};
+        T_CHECK(!mg_json_each_string(bad[i], strlen(bad[i]), &scratch, on_string, &z));
+    }
+    collect stop = {.stop_at = 1};
+    T_CHECK(!mg_json_each_string(doc, strlen(doc), &scratch, on_string, &stop));
+    T_EQ_INT(stop.calls, 1);
+    mg_buf_free(&scratch);
+}
+
+T_MAIN("json_parse", T_CASE(test_each_string), T_CASE(test_values), T_CASE(test_numbers_match_strtod), T_CASE(test_refusals),
        T_CASE(test_nul_escape_refused), T_CASE(test_depth_limit), T_CASE(test_same_tree_as_cjson))
