@@ -15,9 +15,11 @@
 #   BENCH_RATE [5000]           fixed rate, requests/s, for the open-loop run
 #   BENCH_RATE_DURATION [10]    seconds measured at the fixed rate (+1 s unmeasured warm-up)
 #   BENCH_RATE_CONNECTIONS [32] keep-alive connections of the open-loop run
-#   BENCH_TARGETS ["nginx modelgate modelgate-full portkey"]
+#   BENCH_TARGETS ["nginx nginx-2k modelgate modelgate-full portkey"]
 #                               modelgate-full: API key + policy with filters + usage
-#                               ledger, ~2 KB prompt (starts a throwaway PostgreSQL)
+#                               ledger, ~2 KB prompt (starts a throwaway PostgreSQL);
+#                               nginx-2k: nginx proxy_pass sending that same prompt,
+#                               the like-for-like baseline of the full path
 #   BENCH_PORTKEY_WORKERS [2]   node:cluster workers for Portkey
 #   BENCH_REQUIRE_ALL [0]       1: a target that cannot start is an error (exit 1)
 #   BENCH_ENFORCE [0]           1: exit 1 when a goal (ratio, p99 delta, RSS) is missed
@@ -42,7 +44,7 @@ RATE=$(posint BENCH_RATE "${BENCH_RATE:-5000}")
 RATE_DURATION=$(seconds "${BENCH_RATE_DURATION:-10}")
 RATE_CONNS=$(posint BENCH_RATE_CONNECTIONS "${BENCH_RATE_CONNECTIONS:-32}")
 PORTKEY_WORKERS=$(posint BENCH_PORTKEY_WORKERS "${BENCH_PORTKEY_WORKERS:-2}")
-TARGETS=${BENCH_TARGETS:-"nginx modelgate modelgate-full portkey"}
+TARGETS=${BENCH_TARGETS:-"nginx nginx-2k modelgate modelgate-full portkey"}
 REQUIRE_ALL=${BENCH_REQUIRE_ALL:-0}
 ENFORCE=${BENCH_ENFORCE:-0}
 MODELGATE=${MODELGATE:-build/modelgate}
@@ -277,8 +279,12 @@ start_target() {
     T_BODY=$BODY
     T_LUA=bench/chat.lua
     case $t in
-    nginx)
+    nginx | nginx-2k)
         T_HEADERS=("Authorization: Bearer $MASTER_KEY")
+        if [ "$t" = nginx-2k ]; then
+            T_BODY=$FULL_BODY
+            T_LUA=bench/chat_full.lua
+        fi
         sed -e "s#@DIR@#$RUN#g" -e "s#@UP_PORT@#$UP_PORT#g" -e "s#@PROXY_PORT@#$T_PORT#g" \
             bench/proxy.nginx.conf.in >"$RUN/proxy.conf"
         start_group nginx "$NGINX" -p "$RUN" -c "$RUN/proxy.conf" -e "$RUN/proxy-error.log"
@@ -316,7 +322,7 @@ start_target() {
         start_group portkey env NODE_ENV=production BENCH_PORTKEY_WORKERS="$PORTKEY_WORKERS" \
             node bench/portkey-cluster.mjs --port="$T_PORT" --headless
         ;;
-    *) die "unknown target '$t' (nginx, modelgate, modelgate-full, portkey)" ;;
+    *) die "unknown target '$t' (nginx, nginx-2k, modelgate, modelgate-full, portkey)" ;;
     esac
     T_PID=$STARTED_PID
     ROW_RSS0[$t]=""
@@ -455,6 +461,18 @@ target_goals() {
 # key, policy with filters, usage ledger, ~2 KB prompt): SPEC section 7.
 target_goals modelgate "modelgate" 80
 target_goals modelgate-full "modelgate full path" 70
+# The same goals against nginx sending the full path's own ~2 KB prompt: the
+# same request on both sides (the rows above compare with nginx's 113 bytes).
+if [[ " $TARGETS " == *" modelgate-full "* ]] && have modelgate-full && have nginx-2k; then
+    RATIOS+=("$(goal "modelgate full path / nginx-2k throughput, same 2 KB request (goal >= 70%)" \
+        "$(calc "sprintf(\"%.1f%%\", 100 * ${ROW_RPS[modelgate-full]} / ${ROW_RPS[nginx-2k]})")" \
+        "$(calc "(${ROW_RPS[modelgate-full]} >= 0.7 * ${ROW_RPS[nginx-2k]}) ? 1 : 0")")")
+    if [ -n "${ROW_FIXED_US[modelgate-full]:-}" ] && [ -n "${ROW_FIXED_US[nginx-2k]:-}" ]; then
+        d2=$(calc "(${ROW_FIXED_US[modelgate-full]} - ${ROW_FIXED_US[nginx-2k]}) / 1000")
+        RATIOS+=("$(goal "modelgate full path p99 added vs nginx-2k at $RATE req/s (goal <= +1 ms)" \
+            "$(calc "sprintf(\"%+.2f ms\", $d2)")" "$(calc "($d2 <= 1) ? 1 : 0")")")
+    fi
+fi
 
 for r in "${RATIOS[@]}"; do if [[ $r == *"|MISSED" ]]; then GOALS_MISSED=1; fi; done
 
@@ -522,7 +540,7 @@ md_table() { # header rows...
     echo "\"saturated\" means the target could not sustain the fixed rate, so its p99 there is queueing time."
     echo "\"send lag p99\" is how late the load generator itself sent requests (CPU contention on this machine); it is part of the fixed-rate p99 of every target."
     if [[ " $TARGETS " == *" modelgate-full "* ]]; then
-        echo "modelgate-full is the full path (API key, policy bench/policy-full.json with 3 filters and 10 custom patterns, usage ledger to PostgreSQL) sending the ~2 KB bench/prompt-2k.json; the other targets get the 113-byte request."
+        echo "modelgate-full is the full path (API key, policy bench/policy-full.json with 3 filters and 10 custom patterns, usage ledger to PostgreSQL) sending the ~2 KB bench/prompt-2k.json, as does nginx-2k; the other targets get the 113-byte request."
     fi
 } >bench/last-run.md
 echo "bench: wrote bench/last-run.md" >&2

@@ -21,6 +21,7 @@ static void free_filters(mg_policy_cfilter *f, size_t n)
         for (size_t j = 0; j < f[i].n_re; j++)
             pcre2_code_free(f[i].re[j]);
         free(f[i].re);
+        free(f[i].re_min);
         free(f[i].placeholder);
     }
     free(f);
@@ -39,7 +40,8 @@ mg_policy *mg_policy_compile(mg_policy_doc *doc, mg_buf *errs)
         snprintf(ph, sizeof(ph), "[REDACTED:%s]", fd->name);
         cf[i].placeholder = strdup(ph);
         cf[i].re = calloc(fd->n_patterns + 1, sizeof(*cf[i].re));
-        if (cf[i].placeholder == NULL || cf[i].re == NULL)
+        cf[i].re_min = calloc(fd->n_patterns + 1, sizeof(*cf[i].re_min));
+        if (cf[i].placeholder == NULL || cf[i].re == NULL || cf[i].re_min == NULL)
             goto oom;
         for (size_t j = 0; j < fd->n_patterns; j++) {
             cf[i].re[j] = mg_policy_re_compile(fd->patterns[j], true);
@@ -49,6 +51,8 @@ mg_policy *mg_policy_compile(mg_policy_doc *doc, mg_buf *errs)
                 free(p);
                 return NULL;
             }
+            if (pcre2_pattern_info(cf[i].re[j], PCRE2_INFO_MINLENGTH, &cf[i].re_min[j]) != 0)
+                cf[i].re_min[j] = 0;
             cf[i].n_re++;
         }
     }

@@ -478,6 +478,10 @@ static const struct {
 
 #define MAX_DET_PATTERNS 16
 static pcre2_code *compiled[MG_POLICY_DET__COUNT][MAX_DET_PATTERNS];
+/* The shortest subject each pattern can match (PCRE2_INFO_MINLENGTH, a
+ * lower bound): most strings of a reply ("assistant", "stop", ids) are
+ * shorter than any secret, and skipping them saves the needle searches. */
+static uint32_t min_len[MG_POLICY_DET__COUNT][MAX_DET_PATTERNS];
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
 static bool compile_failed;
 
@@ -529,6 +533,8 @@ static void compile_detectors(void)
             const det_pattern *dp = &detectors[d].p[i];
             if ((compiled[d][i] = mg_policy_re_compile(dp->re, false)) == NULL)
                 compile_failed = true;
+            else if (pcre2_pattern_info(compiled[d][i], PCRE2_INFO_MINLENGTH, &min_len[d][i]) != 0)
+                min_len[d][i] = 0;
             for (size_t k = 0; dp->needles != NULL && dp->needles[k] != NULL; k++) {
                 if (k == MAX_NEEDLES) {
                     compile_failed = true;  /* table too small: fail closed */
@@ -724,6 +730,8 @@ mg_rc mg_policy_detect_hits(mg_policy_detector d, const char *text, size_t len,
         if (dp->min_digits) {
             rc = run_on_clusters(compiled[d][i], dp, text, len, ti, ph, out);
         } else {
+            if (len < min_len[d][i])
+                continue;   /* too short for any match of this pattern */
             bool run = dp->needles == NULL;
             for (size_t k = 0; !run && dp->needles[k] != NULL; k++)
                 run = has_needle(text, len, dp->needles[k], needle_info[d][i][k]);

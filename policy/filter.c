@@ -111,6 +111,8 @@ static long run_filter(const mg_policy_cfilter *f, scan_text *st, mg_policy_hits
             rc = -1;
     }
     for (size_t i = 0; i < f->n_re && rc == 0 && (out != NULL || h->n == before); i++) {
+        if (f->re_min && st->len < f->re_min[i])
+            continue;   /* shorter than any match of this pattern */
         size_t from = 0, s, e;
         int r;
         while ((r = mg_policy_re_next(f->re[i], st->t, st->len, from, true, &s, &e)) == 1) {

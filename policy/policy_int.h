@@ -15,6 +15,7 @@
 typedef struct mg_policy_cfilter {
     const mg_policy_filter_def *def;
     pcre2_code **re;
+    uint32_t *re_min;           /* each pattern's shortest possible match (bytes) */
     size_t n_re;
     char *placeholder;          /* "[REDACTED:<name>]" for custom patterns */
 } mg_policy_cfilter;

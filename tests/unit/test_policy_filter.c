@@ -386,10 +386,41 @@ static void cleanup(void)
     policy = NULL;
 }
 
+/* Patterns and detectors skip texts shorter than their shortest match:
+ * a text of exactly that length must still be caught, and
+ * mg_policy_text_clean must agree with mg_policy_filter_text. */
+T_TEST(shortest_matches_still_caught)
+{
+    mg_policy_effective *e = eff("eng");
+    static const struct { const char *text; bool clean; } cases[] = {
+        {"Zorblax", false},            /* custom pattern at its minimum length */
+        {"Zorbla", true},
+        {"confidential", false},
+        {"a@b.co", false},             /* a short email */
+        {"stop", true}, {"assistant", true}, {"", true},
+        {"sk-proj-a1B2c3D4e5F6g7H8i9J0a1B2c3D4e5F6g7H8i9J0", false},
+    };
+    for (size_t i = 0; e && i < sizeof cases / sizeof cases[0]; i++) {
+        const char *t = cases[i].text;
+        mg_policy_verdict v;
+        mg_policy_verdict_init(&v);
+        mg_buf out = {0};
+        T_CHECK(mg_policy_filter_text(e, MG_POLICY_OUTPUT, t, strlen(t), &out, &v) == MG_OK);
+        bool acted = v.blocked || v.redactions || v.n_rules;
+        if (acted == cases[i].clean)
+            fprintf(stderr, "  case %zu (%s): acted=%d\n", i, t, acted);
+        T_CHECK(acted != cases[i].clean);
+        T_CHECK(mg_policy_text_clean(e, MG_POLICY_OUTPUT, t, strlen(t)) == cases[i].clean);
+        mg_buf_free(&out);
+    }
+    mg_policy_effective_free(e);
+}
+
 T_TEST(zz_cleanup) { cleanup(); }
 
 T_MAIN("policy_filter",
        T_CASE(redacts_every_message_role), T_CASE(blocks_anywhere_in_history), T_CASE(every_forwarded_field), T_CASE(tools_and_tool_results),
        T_CASE(embeddings_input), T_CASE(flag_records_without_changing), T_CASE(output_text), T_CASE(utf8_check_every_offset),
        T_CASE(stream_split_at_every_boundary), T_CASE(stream_blocks_before_emitting),
-       T_CASE(stream_holdback_and_flush), T_CASE(stream_utf8_not_split), T_CASE(zz_cleanup))
+       T_CASE(stream_holdback_and_flush), T_CASE(stream_utf8_not_split), T_CASE(shortest_matches_still_caught),
+       T_CASE(zz_cleanup))
