@@ -229,6 +229,7 @@ void mg_config_free(mg_config *cfg)
     for (size_t i = 0; cfg->listen && i < cfg->nlisten; i++) {
         free(cfg->listen[i].address);
         free(cfg->listen[i].tls_cert);
+        free(cfg->listen[i].serve);
         free(cfg->listen[i].tls_key);
     }
     free(cfg->listen);
@@ -1274,6 +1275,9 @@ static void check_listen(cf_ctx *c, yaml_node_t *map, void *base)
     for (mg_cfg_listen *o = c->cfg->listen; o < l; o++)
         if (o->addrlen == l->addrlen && memcmp(&o->addr, &l->addr, l->addrlen) == 0)
             cf_err_key(c, map, "address", "\"%s\" is already listed", l->address);
+    if (l->serve && strcmp(l->serve, "all") != 0 && strcmp(l->serve, "ops") != 0)
+        cf_err_key(c, map, "serve", "must be \"all\" or \"ops\", not \"%s\"", l->serve);
+    l->ops = l->serve && strcmp(l->serve, "ops") == 0;
 }
 
 static void check_oidc(cf_ctx *c, yaml_node_t *map, void *base)
@@ -1389,6 +1393,7 @@ static const cf_section tls_sec = SEC(tls_keys, NULL);
 static const cf_key listen_keys[] = {
     {.name = "address", .type = CF_STR, .flags = CF_REQ, FLD(mg_cfg_listen, address)},
     {.name = "tls", .type = CF_SECTION, .off = 0, .sub = &tls_sec},
+    {.name = "serve", .type = CF_STR, FLD(mg_cfg_listen, serve)},
 };
 static const cf_section listen_sec = SEC(listen_keys, check_listen);
 

@@ -22,6 +22,9 @@ typedef struct mg_cfg_listen {
     socklen_t addrlen;
     char *tls_cert;                /* NULL for plain HTTP */
     char *tls_key;
+    char *serve;                   /* "all" (NULL) or "ops": only /healthz, /readyz,
+                                      /metrics, with its own connection cap */
+    bool ops;                      /* serve == "ops" */
 } mg_cfg_listen;
 
 typedef struct mg_cfg_cidr {

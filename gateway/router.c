@@ -392,6 +392,13 @@ void mg_router_dispatch(mg_req *req)
             break;
         }
     }
+    if (found && req->conn && mg_conn_ops(req->conn) && found->local != route_healthz &&
+        found->local != route_readyz && found->local != route_metrics) {
+        req->route = "not_found";
+        mg_req_respond_error(req, 404, "invalid_request_error", "not_found",
+                             "this listener serves only /healthz, /readyz and /metrics", 0);
+        return;
+    }
     if (found == NULL) {
         req->route = path_known ? "method_not_allowed" : "not_found";
         if (path_known)

@@ -46,6 +46,7 @@ struct mg_conn {
     bool in_process;               /* conn_process is on the stack */
     bool close_after_write;
     bool peer_shut;                /* peer half-closed (EPOLLRDHUP / EOF) */
+    bool ops;                      /* accepted on a `serve: ops` listener */
     bool ssl_want_write;           /* TLS needs the socket writable to go on */
     bool ssl_want_read;
     bool head_timer_armed;
@@ -74,6 +75,11 @@ static mg_worker *g_workers;
 static mg_job_pool *g_admin_jobs;  /* admin API calls and usage reports */
 static size_t g_nworkers;
 static atomic_size_t g_open_conns;
+/* Connections of `serve: ops` listeners count apart, with a cap of their
+ * own, so a flood that fills max_connections never shuts out the health
+ * checks and the metrics scraper. */
+#define OPS_MAX_CONNECTIONS 256
+static atomic_size_t g_open_ops_conns;
 static atomic_bool g_draining;
 
 static void conn_settle(mg_conn *c);
@@ -195,6 +201,8 @@ void mg_conn_set_drain_hook(mg_conn *c, void (*fn)(mg_req *), mg_req *req)
     c->drain_req = req;
 }
 
+bool mg_conn_ops(const mg_conn *c) { return c->ops; }
+
 bool mg_conn_peer_trusted(const mg_conn *c)
 {
     const mg_config *cfg = c->snap->cfg;
@@ -278,7 +286,7 @@ static void conn_close(mg_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    atomic_fetch_sub(&g_open_conns, 1);
+    atomic_fetch_sub(c->ops ? &g_open_ops_conns : &g_open_conns, 1);
     mg_metrics_conn_closed(w->metrics);
     mg_loop_defer_free(w->loop, c);
     if (w->draining && w->nconns == 0)
@@ -574,7 +582,9 @@ static void conn_accept(mg_listener *l, int fd, const struct sockaddr_storage *s
 {
     mg_worker *w = l->worker;
     mg_snapshot *snap = w->snap;
-    if (atomic_load(&g_open_conns) >= snap->cfg->limits.max_connections || w->draining) {
+    bool ops = l->index < snap->cfg->nlisten && snap->cfg->listen[l->index].ops;
+    if ((ops ? atomic_load(&g_open_ops_conns) >= OPS_MAX_CONNECTIONS
+             : atomic_load(&g_open_conns) >= snap->cfg->limits.max_connections) || w->draining) {
         mg_metrics_conn_refused(w->metrics);
         close(fd);
         return;
@@ -603,7 +613,8 @@ static void conn_accept(mg_listener *l, int fd, const struct sockaddr_storage *s
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
-    atomic_fetch_add(&g_open_conns, 1);
+    c->ops = ops;
+    atomic_fetch_add(ops ? &g_open_ops_conns : &g_open_conns, 1);
     mg_metrics_conn_opened(w->metrics);
     if (l->tls && snap->tls[l->index]) {
         c->ssl = SSL_new(snap->tls[l->index]);

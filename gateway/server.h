@@ -84,6 +84,8 @@ void mg_conn_kick(mg_conn *c);
 /* Called by the proxy to learn when the client drained its output. */
 void mg_conn_set_drain_hook(mg_conn *c, void (*fn)(mg_req *), mg_req *req);
 bool mg_conn_peer_trusted(const mg_conn *c);
+/* Accepted on a `serve: ops` listener: only /healthz, /readyz, /metrics. */
+bool mg_conn_ops(const mg_conn *c);
 
 #define MG_OUT_HIGH_WATER (256 * 1024)
 #define MG_OUT_LOW_WATER (64 * 1024)

@@ -643,3 +643,46 @@ describe('SIGHUP and SIGTERM with streams in flight, reconciled against the usag
     assert.equal(Number(pg.sql(`SELECT count(*) FROM usage_events WHERE incomplete OR status = 0`)), 0, 'no incomplete rows');
   });
 });
+
+describe('connection flood at max_connections', () => {
+  let fmock;
+  let fgw;
+  before(async () => {
+    fmock = await h.startMock();
+    // The plain listener is an ops listener; the API listener admits 3.
+    fgw = await h.startGateway({ mock: fmock, configOverrides: (cfg) => {
+      cfg.listen[1].serve = 'ops';
+      cfg.limits.max_connections = 3;
+      cfg.limits.tls_handshake_timeout = '10s';
+      return cfg;
+    } });
+  });
+  after(async () => {
+    if (fgw) await fgw.stop();
+    if (fmock) await fmock.stop();
+  });
+
+  it('a flood that fills max_connections never shuts out /healthz, /readyz and /metrics on a `serve: ops` listener', async () => {
+    const models = () => h.request(fgw, { path: '/v1/models', auth: h.MASTER_KEY, timeoutMs: 3000 });
+    assert.equal((await models()).status, 200);
+    // The ops listener answers nothing else.
+    const other = await h.request(fgw, { path: '/v1/models', auth: h.MASTER_KEY, tls: false });
+    assert.equal(other.status, 404);
+    assert.match(other.json.error.message, /only \/healthz, \/readyz and \/metrics/);
+    // Fill the API listener with idle TCP connections.
+    const flood = Array.from({ length: 3 }, () => h.raw(fgw, Buffer.alloc(0), { port: fgw.httpsPort, timeoutMs: 8000 }));
+    await h.sleep(300);
+    const refused = await h.raw(fgw, Buffer.alloc(0), { port: fgw.httpsPort, timeoutMs: 3000 });
+    assert.ok(refused.closed && refused.closedAfterMs < 1000, `a connection over the limit is closed at once (${refused.closedAfterMs} ms)`);
+    await assert.rejects(models(), 'the API listener is full');
+    for (const p of ['/healthz', '/readyz', '/metrics']) {
+      const r = await h.request(fgw, { path: p, tls: false, timeoutMs: 3000 });
+      assert.equal(r.status, 200, `${p} during the flood: ${r.status}`);
+    }
+    const m = await h.request(fgw, { path: '/metrics', tls: false });
+    assert.match(m.body, /modelgate_connections_refused_total\S* [1-9]/);
+    // The flood ends (the handshake timeout closes them); the API serves again.
+    await Promise.all(flood);
+    await h.waitFor(async () => (await models().catch(() => ({ status: 0 }))).status === 200, 5000, 100);
+  });
+});
