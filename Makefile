@@ -57,6 +57,7 @@ demo: deps $(B)/modelgate
 
 bench: deps $(B)/modelgate
 	@bench/run.sh
+	@bench/idle_tls.sh 10000
 
 fuzz: deps
 	@scripts/fuzz.sh
