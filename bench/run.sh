@@ -11,6 +11,8 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION [15s]        measured wrk run per target (whole seconds)
+#   BENCH_ROUNDS [3]            each target is measured this many times, round-robin;
+#                               every figure is the median of the rounds
 #   BENCH_CONNECTIONS [64]      wrk connections (2 threads)
 #   BENCH_RATE [5000]           fixed rate, requests/s, for the open-loop run
 #   BENCH_RATE_DURATION [10]    seconds measured at the fixed rate (+1 s unmeasured warm-up)
@@ -50,6 +52,7 @@ ENFORCE=${BENCH_ENFORCE:-0}
 MODELGATE=${MODELGATE:-build/modelgate}
 THREADS=2
 WARMUP=3
+ROUNDS=$(posint BENCH_ROUNDS "${BENCH_ROUNDS:-3}")
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 # The full-path row sends a ~2 KB multi-turn prompt (the same file chat_full.lua reads).
 FULL_BODY=$(tr -d '\n' <bench/prompt-2k.json)
@@ -256,7 +259,7 @@ wait_ready "$UP_PID" "$UP_PORT" || { cat "$RUN"/upstream*.out "$RUN"/upstream-er
 
 MASTER_KEY="mg-bench-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
-declare -A ROW_LAG ROW_STATUS ROW_RPS ROW_P50 ROW_P99 ROW_ERR ROW_FIXED_US ROW_FIXED_NOTE ROW_RSS0 ROW_RSS1 ROW_NOTE
+declare -A ROW_ROUNDS ROW_LAG ROW_STATUS ROW_RPS ROW_P50 ROW_P99 ROW_ERR ROW_FIXED_US ROW_FIXED_NOTE ROW_RSS0 ROW_RSS1 ROW_NOTE
 UNAVAILABLE=()
 
 # Idle RSS is taken as soon as the target listens (before any request), so it
@@ -397,15 +400,49 @@ bench_target() {
     ROW_RSS1[$t]=$(rss_kib "$T_PID")
 }
 
+# Rounds: every target is measured ROUNDS times, round-robin, so a burst of
+# load from elsewhere on the machine hits all targets alike instead of one;
+# each figure reported is the median of the rounds (the per-round throughput
+# is printed too).
+declare -A L_RPS L_P50 L_P99 L_ERR L_FIXED L_LAG RSS0_FIRST OK_ROUNDS FIXED_NOTE_LAST
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+for round in $(seq 1 "$ROUNDS"); do
+    for t in $TARGETS; do
+        [ "${ROW_STATUS[$t]:-}" = unavailable ] && continue
+        echo "bench: round $round/$ROUNDS: starting $t" >&2
+        if start_target "$t"; then
+            bench_target "$t"
+            stop_group "$T_PID"; forget_pid "$T_PID"
+            if [ "${ROW_STATUS[$t]}" = ok ]; then
+                OK_ROUNDS[$t]=$(( ${OK_ROUNDS[$t]:-0} + 1 ))
+                L_RPS[$t]+=" ${ROW_RPS[$t]}"; L_P50[$t]+=" ${ROW_P50[$t]}"; L_P99[$t]+=" ${ROW_P99[$t]}"
+                L_ERR[$t]+=" ${ROW_ERR[$t]}"
+                [ -n "${ROW_FIXED_US[$t]:-}" ] && L_FIXED[$t]+=" ${ROW_FIXED_US[$t]}"
+                [ -n "${ROW_LAG[$t]:-}" ] && L_LAG[$t]+=" ${ROW_LAG[$t]}"
+                [ -n "${RSS0_FIRST[$t]:-}" ] || RSS0_FIRST[$t]=${ROW_RSS0[$t]:-}
+                FIXED_NOTE_LAST[$t]=${ROW_FIXED_NOTE[$t]:-}
+                unset "ROW_FIXED_US[$t]" "ROW_LAG[$t]"
+            fi
+        else
+            echo "bench: $t unavailable: ${ROW_NOTE[$t]}" >&2
+            ROW_STATUS[$t]=unavailable
+        fi
+    done
+done
 for t in $TARGETS; do
-    echo "bench: starting $t" >&2
-    if start_target "$t"; then
-        bench_target "$t"
-        stop_group "$T_PID"; forget_pid "$T_PID"
-        [ "${ROW_STATUS[$t]}" = ok ] || UNAVAILABLE+=("$t")
+    if [ "${OK_ROUNDS[$t]:-0}" -gt 0 ]; then
+        ROW_STATUS[$t]=ok
+        ROW_RPS[$t]=$(median <<<"${L_RPS[$t]}")
+        ROW_P50[$t]=$(median <<<"${L_P50[$t]}")
+        ROW_P99[$t]=$(median <<<"${L_P99[$t]}")
+        ROW_ERR[$t]=$(tr ' ' '\n' <<<"${L_ERR[$t]}" | awk '{ s += $1 } END { print s + 0 }')
+        [ -n "${L_FIXED[$t]:-}" ] && ROW_FIXED_US[$t]=$(median <<<"${L_FIXED[$t]}")
+        [ -n "${L_LAG[$t]:-}" ] && ROW_LAG[$t]=$(median <<<"${L_LAG[$t]}")
+        ROW_RSS0[$t]=${RSS0_FIRST[$t]:-}
+        ROW_FIXED_NOTE[$t]=${FIXED_NOTE_LAST[$t]:-}
+        ROW_ROUNDS[$t]=$(for v in ${L_RPS[$t]}; do calc "sprintf(\"%.0f\", $v)"; printf ' '; done | sed 's/ $//; s/ /, /g')
     else
-        echo "bench: $t unavailable: ${ROW_NOTE[$t]}" >&2
-        ROW_STATUS[$t]=unavailable
+        [ "${ROW_STATUS[$t]:-}" = unavailable ] || ROW_STATUS[$t]=failed
         UNAVAILABLE+=("$t")
     fi
 done
@@ -484,17 +521,17 @@ for t in $TARGETS; do
         if [ -n "${ROW_FIXED_NOTE[$t]:-}" ]; then
             if [ "$fixed" = - ]; then fixed=${ROW_FIXED_NOTE[$t]}; else fixed="$fixed (${ROW_FIXED_NOTE[$t]})"; fi
         fi
-        ROWS+=("$t|$(calc "sprintf(\"%.0f\", ${ROW_RPS[$t]})")|$(ms "${ROW_P50[$t]}")|$(ms "${ROW_P99[$t]}")|${ROW_ERR[$t]}|$fixed|$(ms "${ROW_LAG[$t]:-}")|$(mib "${ROW_RSS0[$t]}") / $(mib "${ROW_RSS1[$t]}")")
+        ROWS+=("$t|$(calc "sprintf(\"%.0f\", ${ROW_RPS[$t]})") (${ROW_ROUNDS[$t]:-})|$(ms "${ROW_P50[$t]}")|$(ms "${ROW_P99[$t]}")|${ROW_ERR[$t]}|$fixed|$(ms "${ROW_LAG[$t]:-}")|$(mib "${ROW_RSS0[$t]}") / $(mib "${ROW_RSS1[$t]}")")
         ;;
     *) ROWS+=("$t|${ROW_STATUS[$t]:-unavailable}|-|-|-|-|-|- (${ROW_NOTE[$t]:-})") ;;
     esac
 done
 
-HEAD="target|req/s|p50|p99|errors|p99 at $RATE req/s|send lag p99|RSS idle / after"
+HEAD="target|req/s median (rounds)|p50|p99|errors|p99 at $RATE req/s|send lag p99|RSS idle / after"
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)
 PK_VER=$(awk -F'"' '/"version"/ {print $4; exit}' bench/node_modules/@portkey-ai/gateway/package.json 2>/dev/null || echo "?")
 SETUP="$(nproc) cores ($CPU), $(uname -sr); $("$NGINX" -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); node $(node --version 2>/dev/null || echo '?'); Portkey gateway $PK_VER ($PORTKEY_WORKERS workers)"
-LOAD="wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s measured; fixed rate: bench/rateload, $RATE req/s open loop over $RATE_CONNS connections, ${RATE_DURATION}s measured (latency from scheduled send time)"
+LOAD="$ROUNDS rounds, round-robin over the targets, medians reported; each: wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s measured; fixed rate: bench/rateload, $RATE req/s open loop over $RATE_CONNS connections, ${RATE_DURATION}s measured (latency from scheduled send time)"
 
 print_table() { # '|'-separated rows on stdin -> aligned columns
     awk -F'|' '{ rows[NR] = $0; for (i = 1; i <= NF; i++) if (length($i) > w[i]) w[i] = length($i) }
