@@ -13,6 +13,7 @@
 # SPDX-License-Identifier: Apache-2.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/full_path_db.sh
 MODE=${1:-full}
 DUR=${2:-10}
 [[ $MODE =~ ^(full|bare|nginx)$ ]] || { echo "cpu_split: mode is full, bare or nginx" >&2; exit 2; }
@@ -23,16 +24,15 @@ for c in wrk nginx ss python3; do
     command -v "$c" >/dev/null || { echo "cpu_split: $c not found (apt-get install wrk nginx-light iproute2 python3)" >&2; exit 2; }
 done
 RUN=$(mktemp -d /tmp/modelgate-cpu.XXXXXX)
-UPP="" PXP="" PG=0
+UPP="" PXP=""
 cleanup() {
     [ -n "$PXP" ] && kill -TERM -- "-$PXP" 2>/dev/null
     [ -n "$UPP" ] && kill -TERM -- "-$UPP" 2>/dev/null
-    if [ "$PG" = 1 ]; then as_pg "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m immediate stop >/dev/null 2>&1 || true; fi
+    full_path_db_stop "$RUN"
     sleep 0.5
     rm -rf "$RUN"
 }
 trap cleanup EXIT
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 listening() { local i; for i in $(seq 1 300); do ss -Htln "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
 UP=$(port) PX=$(port)
@@ -43,21 +43,8 @@ setsid nginx -p "$RUN" -c "$RUN/up.conf" -e "$RUN/up-error.log" >/dev/null 2>&1 
 UPP=$!
 case $MODE in
 full)
-    [ -x "$PGBIN/initdb" ] || { echo "cpu_split: PostgreSQL not found in $PGBIN" >&2; exit 2; }
-    mkdir -p "$RUN/pg" "$RUN/journal"
-    if [ "$(id -u)" -eq 0 ]; then chmod 711 "$RUN"; chown postgres "$RUN/pg"; fi
-    PGP=$(port)
-    as_pg "$PGBIN/initdb" -D "$RUN/pg/data" -A trust -U postgres -E UTF8 --locale=C --no-sync >/dev/null
-    as_pg "$PGBIN/pg_ctl" -D "$RUN/pg/data" -l "$RUN/pg/log" -w -t 30 start \
-        -o "-k $RUN/pg -p $PGP -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" >/dev/null
-    PG=1
-    psql -X -q -h 127.0.0.1 -p "$PGP" -U postgres -d postgres -c "CREATE DATABASE modelgate"
-    DB_URL="postgresql://postgres@127.0.0.1:$PGP/modelgate"
-    printf 'listen: [ { address: "127.0.0.1:1" } ]\ndatabase: { url: "%s" }\nusage: { journal_dir: "%s" }\n' \
-        "$DB_URL" "$RUN/journal" >"$RUN/cli.yaml"
-    "$MODELGATE" migrate -c "$RUN/cli.yaml" >/dev/null
-    "$MODELGATE" policy import bench/policy-full.json -c "$RUN/cli.yaml" >/dev/null
-    KEY=$("$MODELGATE" keys create --user bench@example.com --role bench --name bench -c "$RUN/cli.yaml" 2>/dev/null)
+    full_path_db "$RUN" "$MODELGATE" || exit 1
+    KEY=$FULL_KEY
     setsid env BENCH_MG_PORT="$PX" BENCH_UP_PORT="$UP" BENCH_MASTER_KEY="$MK" BENCH_DB_URL="$DB_URL" \
         BENCH_JOURNAL="$RUN/journal" "$MODELGATE" serve -c bench/modelgate-full.yaml >"$RUN/px.out" 2>&1 &
     PXP=$!
@@ -83,7 +70,7 @@ ticks() { # user and system ticks of every process in group $1 (threads included
     echo "$u $s"
 }
 pg_ticks() { # the cluster's postmaster and its children
-    [ "$PG" = 1 ] || { echo "0 0"; return; }
+    [ "$PG_STARTED" = 1 ] || { echo "0 0"; return; }
     local pm u=0 s=0 p a b
     pm=$(head -n1 "$RUN/pg/data/postmaster.pid")
     for p in "$pm" $(pgrep -P "$pm" 2>/dev/null || true); do
@@ -109,6 +96,6 @@ WU=$(awk -v s="$wu" -v n="$N" 'BEGIN { printf "%.1f", s * 1e6 / n }')
 WS=$(awk -v s="$ws" -v n="$N" 'BEGIN { printf "%.1f", s * 1e6 / n }')
 echo "cpu_split $MODE: $N requests in ${DUR}s ($(awk -v n="$N" -v d="$DUR" 'BEGIN { printf "%.0f", n / d }') req/s, non-2xx ${NON2XX:-?}); CPU microseconds per request, user + kernel:"
 printf '  %-16s %7s + %7s\n' "proxy ($MODE)" "$(us $(( pxu1 - pxu0 )))" "$(us $(( pxs1 - pxs0 )))"
-[ "$PG" = 1 ] && printf '  %-16s %7s + %7s\n' "PostgreSQL" "$(us $(( pgu1 - pgu0 )))" "$(us $(( pgs1 - pgs0 )))"
+[ "$PG_STARTED" = 1 ] && printf '  %-16s %7s + %7s\n' "PostgreSQL" "$(us $(( pgu1 - pgu0 )))" "$(us $(( pgs1 - pgs0 )))"
 printf '  %-16s %7s + %7s\n' "upstream nginx" "$(us $(( upu1 - upu0 )))" "$(us $(( ups1 - ups0 )))"
 printf '  %-16s %7s + %7s\n' "wrk" "$WU" "$WS"

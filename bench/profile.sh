@@ -15,6 +15,7 @@
 # SPDX-License-Identifier: Apache-2.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/full_path_db.sh
 N=${1:-2000}
 MODE=${BENCH_PROFILE:-bare}
 [[ $MODE =~ ^(bare|full)$ ]] || { echo "profile: BENCH_PROFILE is bare or full" >&2; exit 2; }
@@ -25,12 +26,11 @@ for c in valgrind callgrind_control callgrind_annotate nginx gcc ss; do
     command -v "$c" >/dev/null || { echo "profile: $c not found (apt-get install valgrind nginx-light gcc iproute2)" >&2; exit 2; }
 done
 RUN=$(mktemp -d /tmp/modelgate-profile.XXXXXX)
-UPP="" MGP="" PG=0
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+UPP="" MGP=""
 cleanup() {
     [ -n "$MGP" ] && kill "$MGP" 2>/dev/null && wait "$MGP" 2>/dev/null
     [ -n "$UPP" ] && kill -TERM -- "-$UPP" 2>/dev/null
-    [ "$PG" = 1 ] && { as_pg "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m immediate stop >/dev/null 2>&1 || true; }
+    full_path_db_stop "$RUN"
     if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "profile: kept $RUN" >&2; else rm -rf "$RUN"; fi
 }
 trap cleanup EXIT
@@ -44,21 +44,8 @@ setsid nginx -p "$RUN" -c "$RUN/up.conf" -e "$RUN/up-error.log" >/dev/null 2>&1 
 UPP=$!
 AUTH=$KEY DB_URL=""
 if [ "$MODE" = full ]; then
-    [ -x "$PGBIN/initdb" ] || { echo "profile: PostgreSQL not found in $PGBIN (set PGBIN)" >&2; exit 2; }
-    mkdir -p "$RUN/pg" "$RUN/journal"
-    if [ "$(id -u)" -eq 0 ]; then chmod 711 "$RUN"; chown postgres "$RUN/pg"; fi
-    PGP=$(port)
-    as_pg "$PGBIN/initdb" -D "$RUN/pg/data" -A trust -U postgres -E UTF8 --locale=C --no-sync >/dev/null
-    as_pg "$PGBIN/pg_ctl" -D "$RUN/pg/data" -l "$RUN/pg/log" -w -t 30 start \
-        -o "-k $RUN/pg -p $PGP -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" >/dev/null
-    PG=1
-    psql -X -q -h 127.0.0.1 -p "$PGP" -U postgres -d postgres -c "CREATE DATABASE modelgate"
-    DB_URL="postgresql://postgres@127.0.0.1:$PGP/modelgate"
-    printf 'listen: [ { address: "127.0.0.1:1" } ]\ndatabase: { url: "%s" }\nusage: { journal_dir: "%s" }\n' \
-        "$DB_URL" "$RUN/journal" >"$RUN/cli.yaml"
-    "$MODELGATE" migrate -c "$RUN/cli.yaml" >/dev/null
-    "$MODELGATE" policy import bench/policy-full.json -c "$RUN/cli.yaml" >/dev/null
-    AUTH=$("$MODELGATE" keys create --user bench@example.com --role bench --name bench -c "$RUN/cli.yaml" 2>/dev/null)
+    full_path_db "$RUN" "$MODELGATE" || exit 1
+    AUTH=$FULL_KEY
     sed 's/^workers: 2$/workers: 1/' bench/modelgate-full.yaml >"$RUN/mg.yaml"
     BODY=$(tr -d '\n' <bench/prompt-2k.json)
 else
