@@ -125,10 +125,8 @@ mg_rc mg_pipeline_forward_started(mg_req *req)
     return MG_OK;
 }
 
-mg_rc mg_pipeline_record_final(mg_req *req, int status)
+void mg_pipeline_estimate_usage(mg_req *req)
 {
-    if (req->t_upstream_us == 0 || req->usage_final)
-        return MG_OK;
     if (req->usage.prompt_tokens < 0) {
         req->usage.prompt_tokens = mg_adapter_estimate_tokens(req->body.n);
         req->usage.estimated = true;
@@ -137,6 +135,13 @@ mg_rc mg_pipeline_record_final(mg_req *req, int status)
         req->usage.completion_tokens = mg_adapter_estimate_tokens(req->usage.output_chars);
         req->usage.estimated = true;
     }
+}
+
+mg_rc mg_pipeline_record_final(mg_req *req, int status)
+{
+    if (req->t_upstream_us == 0 || req->usage_final)
+        return MG_OK;
+    mg_pipeline_estimate_usage(req);
     mg_usage_event ev;
     fill_event(req, &ev, status, mg_now_us() - req->t_start_us);
     size_t w = (size_t)req->worker->id;

@@ -156,6 +156,9 @@ mg_rc mg_pipeline_forward_started(mg_req *req);
  * an error event instead of its end). Token counts the provider did not
  * report are estimated first, as at the end. */
 mg_rc mg_pipeline_record_final(mg_req *req, int status);
+/* Fills in token counts the provider did not report, from the request body
+ * and the text relayed so far, and marks them estimated. */
+void mg_pipeline_estimate_usage(mg_req *req);
 
 /* Runs req->stages from req->next_stage on. */
 void mg_pipeline_run(mg_req *req);

@@ -330,18 +330,6 @@ static mg_req *upstream_detach(mg_upstream *up)
     return req;
 }
 
-static void estimate_usage(mg_req *req)
-{
-    if (req->usage.prompt_tokens < 0) {
-        req->usage.prompt_tokens = mg_adapter_estimate_tokens(req->body.n);
-        req->usage.estimated = true;
-    }
-    if (req->usage.completion_tokens < 0) {
-        req->usage.completion_tokens = mg_adapter_estimate_tokens(req->usage.output_chars);
-        req->usage.estimated = true;
-    }
-}
-
 void mg_proxy_cancel(mg_req *req)
 {
     mg_upstream *up = req->up;
@@ -350,7 +338,7 @@ void mg_proxy_cancel(mg_req *req)
     /* Whatever was generated before the cut is billed (estimated if the
      * provider did not report it yet). */
     if (up->headers_done && up->status >= 200 && up->status < 300)
-        estimate_usage(req);
+        mg_pipeline_estimate_usage(req);
     upstream_free(up);
 }
 
@@ -678,7 +666,7 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
             else
                 stream_terminate(up);   /* ended cleanly but without its final event */
         }
-        estimate_usage(req);
+        mg_pipeline_estimate_usage(req);
         upstream_free(up);
         mg_pipeline_record_final(req, req->status ? req->status : 200);   /* ledger, before the end chunk */
         mg_req_stream_end(req);
@@ -716,7 +704,7 @@ static void upstream_finish(mg_upstream *up, CURLcode result)
         return;
     }
     upstream_free(up);
-    estimate_usage(req);   /* a provider that reported no usage is still billed (estimated) */
+    mg_pipeline_estimate_usage(req);   /* a provider that reported no usage is still billed (estimated) */
     if (mg_pipeline_filter_output(req, &out, false) != MG_OK) {
         mg_buf_free(&out);
         mg_req_respond_error(req, 403, "permission_error",
