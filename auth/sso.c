@@ -38,6 +38,7 @@
 #include <oauth2/cache.h>
 #include <oauth2/cfg.h>
 #include <oauth2/http.h>
+#include <oauth2/jose.h>
 #include <oauth2/log.h>
 #include <oauth2/mem.h>
 #include <oauth2/oauth2.h>
@@ -55,7 +56,6 @@
 
 #define SKEW_S 60
 #define SESSION_RECHECK_S 5        /* DB-backed sessions are re-read after this */
-#define STATE_TIMEOUT_S 300        /* a login must finish within 5 minutes */
 #define HTTP_TIMEOUT_S 5
 #define QUERY_TIMEOUT_MS 3000
 #define SESSION_ID_LEN 43          /* base64url of 32 random bytes */
@@ -73,6 +73,7 @@ typedef struct sso_ctx {
     char *issuer, *client_id;
     char *end_session;             /* from the discovery document, or NULL */
     uint32_t lifetime_s;
+    uint32_t login_timeout_s;      /* session.login_timeout: login start to callback */
     uint8_t key[32];               /* nonce HMAC key, derived from the session secret */
 } sso_ctx;
 
@@ -384,6 +385,7 @@ static sso_ctx *ctx_build(const mg_config *cfg, const char *discovery, mg_buf *e
     c->issuer = strdup(cfg->oidc.issuer);
     c->client_id = strdup(cfg->oidc.client_id);
     c->lifetime_s = cfg->session.lifetime_s;
+    c->login_timeout_s = cfg->session.login_timeout_s ? cfg->session.login_timeout_s : 300;
     mg_auth_sha256(cfg->session.secret, strlen(cfg->session.secret), c->key);
     char es[1024];
     if (mg_auth_oidc_meta("end_session_endpoint", es, sizeof(es)))
@@ -393,7 +395,7 @@ static sso_ctx *ctx_build(const mg_config *cfg, const char *discovery, mg_buf *e
      * inactivity = max duration = lifetime (1.4.5.4's inactivity timeout
      * is really an absolute one). A new name per generation: the list is
      * global and names cannot be re-registered safely. */
-    char name[32], lt[16];
+    char name[32], lt[16], st[16];
     snprintf(name, sizeof(name), "mg%u", ++g.generation);
     snprintf(lt, sizeof(lt), "%u", (unsigned)c->lifetime_s);
     opt_append(&opt, "name", name);
@@ -441,7 +443,10 @@ static sso_ctx *ctx_build(const mg_config *cfg, const char *discovery, mg_buf *e
     opt_append(&o2, "redirect_uri", cstr(&ru));
     opt_append(&o2, "unauth_action", "auth");
     opt_append(&o2, "state.cookie.name.prefix", MG_SSO_STATE_PREFIX);
-    opt_append(&o2, "state.cookie.timeout", "300");
+    /* liboauth2 refuses an older state too, and gives the state cookie
+     * this Max-Age; cb_run checks first, to say why. */
+    snprintf(st, sizeof(st), "%u", (unsigned)c->login_timeout_s);
+    opt_append(&o2, "state.cookie.timeout", st);
     opt_append(&o2, "state.cookie.delete.oldest", "true");
     rv = oauth2_cfg_openidc_set_options(g.log, c->oidc, cstr(&o2));
     mg_buf_free(&o2);
@@ -978,6 +983,48 @@ static bool session_store(const mg_config *cfg, const char *hash_hex, const mg_a
     return ok;
 }
 
+/* When the login that owns state began: liboauth2 (1.4.5.4) keeps it as
+ * "t" in the encrypted state cookie. -1 if that cookie is missing or
+ * unreadable (a forged value, a session secret changed since, another
+ * liboauth2 format). */
+static int64_t state_issued_at(const char *cookies, const char *state)
+{
+    if (cookies == NULL)
+        return -1;
+    size_t pl = strlen(MG_SSO_STATE_PREFIX), sl = strlen(state);
+    const char *p = cookies, *val = NULL;
+    size_t vl = 0;
+    while (*p) {
+        const char *e = strchr(p, ';');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n > pl + sl && memcmp(p, MG_SSO_STATE_PREFIX, pl) == 0 && memcmp(p + pl, state, sl) == 0 &&
+            p[pl + sl] == '=') {
+            val = p + pl + sl + 1;
+            vl = n - pl - sl - 1;
+            break;
+        }
+        if (e == NULL)
+            break;
+        p = e + 1;
+        while (*p == ' ')
+            p++;
+    }
+    if (val == NULL || vl == 0)
+        return -1;
+    char *v = strndup(val, vl);
+    json_t *js = NULL;
+    int64_t t = -1;
+    if (v && oauth2_jose_jwt_decrypt(g.log, oauth2_crypto_passphrase_get(g.log), v, &js) && js) {
+        json_t *ts = json_object_get(js, "t");
+        if (json_is_integer(ts) && json_integer_value(ts) > 0)
+            t = (int64_t)json_integer_value(ts);
+    }
+    if (js)
+        json_decref(js);
+    free(v);
+    return t;
+}
+
 static void cb_run(mg_job *j)
 {
     cb_job *cj = (cb_job *)j;
@@ -994,6 +1041,17 @@ static void cb_run(mg_job *j)
     cj->why = "The sign-in could not be completed (the code exchange with the identity provider failed).";
     if (r == NULL)
         goto out;
+    /* liboauth2 refuses a stale state as well, but its refusal looks like
+     * any other failure; checked here first so the user is told why. A
+     * state cookie we cannot read is left to liboauth2 to refuse (its
+     * format is liboauth2's, not ours to depend on for the decision). */
+    int64_t issued = state_issued_at(cj->cookies, cj->state);
+    if (issued >= 0 && mg_auth_wall_s() > issued + (int64_t)c->login_timeout_s) {
+        cj->why = "The sign-in took too long and has expired. Start the sign-in again.";
+        mg_buf_printf(&cj->clear, "Set-Cookie: " MG_SSO_STATE_PREFIX "%s=; Path=/; Secure; HttpOnly; "
+                      "SameSite=Lax; Max-Age=0\r\n", cj->state);
+        goto out;
+    }
     bool ok = oauth2_openidc_handle(g.log, c->oidc, r, &resp, &claims);
     if (resp)
         oauth2_http_response_headers_loop(g.log, resp, header_cb, &hc);
@@ -1152,13 +1210,14 @@ void mg_auth_sso_callback(mg_req *req)
         error_page(req, 400, "This sign-in response was already used. Start the sign-in again.", NULL);
         return;
     }
-    mg_auth_cache_put(g.used_states, sh, &state_marker, mg_auth_wall_s() + STATE_TIMEOUT_S + SKEW_S);
     sso_ctx *c = ctx_get();
     if (c == NULL) {
         free(cookies);
         error_page(req, 503, "Browser sign-in is not available on this gateway right now.", NULL);
         return;
     }
+    /* Kept as long as cb_run would still accept the state. */
+    mg_auth_cache_put(g.used_states, sh, &state_marker, mg_auth_wall_s() + (int64_t)c->login_timeout_s + SKEW_S);
     cb_job *cj = calloc(1, sizeof(*cj));
     mg_buf qb = {0};
     /* Decoded values: liboauth2 does not decode query parameters. */

@@ -1427,6 +1427,9 @@ static const cf_key session_keys[] = {
     {.name = "secret", .type = CF_STR, .flags = CF_REQ | CF_SECRET, FLD(mg_cfg_session, secret), .min = 32},
     {.name = "lifetime", .type = CF_SEC, FLD(mg_cfg_session, lifetime_s), .min = 60000,
      .max = 365 * CF_MS_DAY},
+    /* Down to 2 s only so that tests can see a login expire. */
+    {.name = "login_timeout", .type = CF_SEC, FLD(mg_cfg_session, login_timeout_s), .min = 2000,
+     .max = 3600000},
 };
 static const cf_section session_sec = SEC(session_keys, NULL);
 
@@ -1562,6 +1565,7 @@ static void set_defaults(mg_config *cfg)
         .max_connections = 20000,
     };
     cfg->session.lifetime_s = 8 * 3600;
+    cfg->session.login_timeout_s = 300;
 }
 
 static char **strv_of(cf_ctx *c, const char *const *v, size_t n)

@@ -101,6 +101,8 @@ typedef struct mg_cfg_session {
     bool present;
     char *secret;                  /* >= 32 bytes */
     uint32_t lifetime_s;           /* "8h"; default 8 h */
+    uint32_t login_timeout_s;      /* "5m"; default 300 s: /auth/login to
+                                    * /auth/callback; 2 s..1 h (< 30 s: tests) */
 } mg_cfg_session;
 
 typedef struct mg_cfg_log {

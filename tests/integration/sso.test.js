@@ -3,7 +3,8 @@
 // "browser" in node. Covers the liboauth2 1.4.5.4 defects the gateway works
 // around (LIBOAUTH2.md): X-Forwarded-Proto ",https", unchecked nonce /
 // state replay, undecoded query parameters (%2B), IdP error without a
-// response, expired sessions, no logout.
+// response, expired sessions, no logout; and a stale state (a sign-in older
+// than session.login_timeout, on a second gateway with a 2 s timeout).
 //
 // Uses PostgreSQL for sessions when available (tests/integration/lib/pg.js);
 // otherwise the gateway keeps sessions in memory and the server-side
@@ -89,27 +90,48 @@ class Browser {
 }
 
 // Runs a whole login: gateway /auth/login -> IdP -> dev login form -> callback.
-// Returns the callback response (and the hops).
-async function login(b, returnTo = '/v1/models', user = 'alice', { stopBeforeCallback = false } = {}) {
-  const start = `${origin}/auth/login?return_to=${encodeURIComponent(returnTo)}`;
-  let r = await b.follow(start, { stopAt: (u) => u.startsWith(`${idp.issuer}/interaction/`) });
+// Returns the callback response (and the hops). at / via: another gateway
+// origin and its IdP (default: the shared ones).
+async function login(b, returnTo = '/v1/models', user = 'alice', { stopBeforeCallback = false, at, via } = {}) {
+  const gwOrigin = at || origin, p = via || idp;
+  const start = `${gwOrigin}/auth/login?return_to=${encodeURIComponent(returnTo)}`;
+  let r = await b.follow(start, { stopAt: (u) => u.startsWith(`${p.issuer}/interaction/`) });
   assert.ok(r.next, `login did not reach the IdP login form: ${JSON.stringify(r.hops.map((x) => [x.status, x.url]))}`);
   const uid = r.next.split('/interaction/')[1].split(/[/?]/)[0];
   const form = await b.request(r.next);
   assert.equal(form.status, 200, form.body);
-  const post = await b.request(`${idp.issuer}/interaction/${uid}`, {
+  const post = await b.request(`${p.issuer}/interaction/${uid}`, {
     method: 'POST', body: `prompt=login&login=${user}&password=x`,
   });
   assert.ok([302, 303].includes(post.status), `login POST: ${post.status} ${post.body.slice(0, 300)}`);
-  const isCb = (u) => u.startsWith(`${origin}/auth/callback`);
-  r = await b.follow(new URL(post.headers.location, idp.issuer).toString(), { stopAt: isCb });
+  const isCb = (u) => u.startsWith(`${gwOrigin}/auth/callback`);
+  r = await b.follow(new URL(post.headers.location, p.issuer).toString(), { stopAt: isCb });
   assert.ok(r.next, `IdP did not redirect to the callback: ${JSON.stringify(r.hops.map((x) => [x.status, x.url, x.body.slice(0, 200)]))}`);
   if (stopBeforeCallback) return { callbackUrl: r.next };
   const cb = await b.request(r.next);
   return { cb, callbackUrl: r.next };
 }
 
-const sessionOf = (b) => b.cookies(origin).get('__Host-mg_session');
+const sessionOf = (b, o = origin) => b.cookies(o).get('__Host-mg_session');
+
+// A gateway on port for the IdP p; session holds extra session keys.
+function startSsoGateway(port, p, session = {}) {
+  return h.startGateway({
+    mock,
+    configOverrides: (cfg, ctx) => {
+      cfg.listen[0].address = `127.0.0.1:${port}`;
+      cfg.public_url = `https://127.0.0.1:${port}`;
+      if (pg) cfg.database = { url: pg.url };
+      cfg.oidc = {
+        issuer: p.issuer, client_id: 'modelgate', client_secret: 'test-secret',
+        scopes: ['openid', 'email', 'profile', 'groups'], audiences: ['modelgate'],
+        claims: { groups: 'groups', email: 'email', cost_center: 'department' },
+      };
+      cfg.session = { secret: 's'.repeat(40), lifetime: '1h', ...session };
+      return cfg;
+    },
+  });
+}
 
 before(async () => {
   [gwPort] = await h.freePorts(1);
@@ -117,21 +139,7 @@ before(async () => {
   idp = await startProvider({ redirectUri: `${origin}/auth/callback`, postLogoutRedirectUri: `${origin}/` });
   mock = await h.startMock();
   if (HAVE_PG) pg = await pgLib.startPg();
-  gw = await h.startGateway({
-    mock,
-    configOverrides: (cfg, ctx) => {
-      cfg.listen[0].address = `127.0.0.1:${gwPort}`;
-      cfg.public_url = origin;
-      if (pg) cfg.database = { url: pg.url };
-      cfg.oidc = {
-        issuer: idp.issuer, client_id: 'modelgate', client_secret: 'test-secret',
-        scopes: ['openid', 'email', 'profile', 'groups'], audiences: ['modelgate'],
-        claims: { groups: 'groups', email: 'email', cost_center: 'department' },
-      };
-      cfg.session = { secret: 's'.repeat(40), lifetime: '1h' };
-      return cfg;
-    },
-  });
+  gw = await startSsoGateway(gwPort, idp);
   if (HAVE_PG) {
     const m = spawnSync(h.gatewayBin(), ['migrate', '-c', gw.configPath], { encoding: 'utf8' });
     assert.equal(m.status, 0, `migrate failed: ${m.stderr}`);
@@ -282,6 +290,69 @@ test('missing, wrong and replayed state: error page, no session cookie', async (
   assert.equal(r.status, 400);
   assert.match(r.body, /already used/);
   assert.ok(noSessionCookie(r));
+});
+
+test('stale state (session.login_timeout: 2s): error page, no session, then a fresh login works', async () => {
+  // A gateway of its own (with its own IdP client, whose redirect URI names
+  // that gateway), so the short login timeout does not race the other tests.
+  const [port] = await h.freePorts(1);
+  const o = `https://127.0.0.1:${port}`;
+  const p = await startProvider({ redirectUri: `${o}/auth/callback`, postLogoutRedirectUri: `${o}/` });
+  let g;
+  try {
+    g = await startSsoGateway(port, p, { login_timeout: '2s' });
+    const countSessions = () => Number(pg.sql('SELECT count(*) FROM auth_sessions'));
+
+    // The state cookie carries the configured timeout to the browser too.
+    const b = new Browser(g.ca);
+    const start = await b.request(`${o}/auth/login?return_to=%2F`);
+    assert.equal(start.status, 302, start.body);
+    const sc = (start.headers['set-cookie'] || []).find((c) => c.startsWith('__Host-mg_state_'));
+    assert.ok(sc, 'state cookie set');
+    assert.match(sc, /Max-Age=2(;|$)/i);
+
+    // The whole IdP side done, then the user waits past the timeout. The
+    // browser here keeps the state cookie regardless of its Max-Age, as a
+    // stolen or replayed one would be: the gateway itself must refuse it.
+    const b2 = new Browser(g.ca);
+    const { callbackUrl } = await login(b2, '/', 'alice', { stopBeforeCallback: true, at: o, via: p });
+    const state = new URL(callbackUrl).searchParams.get('state');
+    assert.ok(b2.cookies(o).has(`__Host-mg_state_${state}`), 'state cookie not kept by the test browser');
+    const before = pg ? countSessions() : 0;
+    await h.sleep(3200);
+    const r = await b2.request(callbackUrl);
+    assert.equal(r.status, 400, r.body);
+    assert.match(r.headers['content-type'], /text\/html/);
+    assert.match(r.body, /took too long and has expired/);
+    assert.match(r.body, /href="\/auth\/login\?return_to=%2F"/);
+    assert.ok(noSessionCookie(r), `session cookie set: ${JSON.stringify(r.headers['set-cookie'])}`);
+    assert.equal(sessionOf(b2, o), undefined);
+    // The stale state cookie is cleared.
+    assert.ok((r.headers['set-cookie'] || []).some((c) => c.startsWith(`__Host-mg_state_${state}=;`) && /Max-Age=0/.test(c)),
+      `state cookie not cleared: ${JSON.stringify(r.headers['set-cookie'])}`);
+    if (pg) assert.equal(countSessions(), before, 'a session row was created for a stale state');
+    const me = await b2.request(`${o}/auth/me`, { headers: { Accept: 'application/json' } });
+    assert.equal(me.status, 401, me.body);
+
+    // A fresh login in the same browser, within the timeout, works (the
+    // IdP still knows the user: straight back to the callback).
+    const walk = await b2.follow(`${o}/auth/login?return_to=%2Fv1%2Fmodels`,
+      { stopAt: (u) => u.startsWith(`${o}/auth/callback`) });
+    assert.ok(walk.next, `no callback: ${JSON.stringify(walk.hops.map((x) => [x.status, x.url]))}`);
+    const cb = await b2.request(walk.next);
+    assert.equal(cb.status, 302, cb.body);
+    assert.equal(cb.headers.location, '/v1/models');
+    const sid = sessionOf(b2, o);
+    assert.ok(sid, 'no session after a fresh login');
+    if (pg) assert.equal(countSessions(), before + 1);
+    const me2 = await b2.request(`${o}/auth/me`);
+    assert.equal(me2.status, 200, me2.body);
+    assert.equal(JSON.parse(me2.body).subject, 'alice');
+    await g.stop();
+  } finally {
+    if (g && !g.stopped) await g.kill();
+    await p.close();
+  }
 });
 
 test('IdP error on the callback: error page with a sign-in link, no cookie', async () => {

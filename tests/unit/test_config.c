@@ -100,7 +100,7 @@ static const char full_yaml[] =
     "  scopes: [openid, email, groups]\n"
     "  audiences: [modelgate, api]\n"
     "  claims: { groups: roles, email: mail, name: display_name, cost_center: department }\n"
-    "session: { secret: 0123456789abcdef0123456789abcdef, lifetime: 12h }\n"
+    "session: { secret: 0123456789abcdef0123456789abcdef, lifetime: 12h, login_timeout: 90s }\n"
     "auth: { master_key: master-key-0123456789 }\n"
     "providers:\n"
     "  openai:\n"
@@ -194,6 +194,7 @@ T_TEST(full_config_loads_every_section)
     T_CHECK(cfg->session.present);
     T_EQ_STR(cfg->session.secret, "0123456789abcdef0123456789abcdef");
     T_EQ_INT(cfg->session.lifetime_s, 12 * 3600);
+    T_EQ_INT(cfg->session.login_timeout_s, 90);
     T_EQ_STR(cfg->master_key, "master-key-0123456789");
 
     T_EQ_INT(cfg->nproviders, 4);
@@ -327,6 +328,7 @@ T_TEST(oidc_defaults_and_loopback_http_issuer)
     T_CHECK(cfg->oidc.claim_cost_center == NULL);
     T_CHECK(cfg->oidc.client_secret == NULL);
     T_EQ_INT(cfg->session.lifetime_s, 8 * 3600);
+    T_EQ_INT(cfg->session.login_timeout_s, 300);
     mg_config_free(cfg);
     cfg = load(MINIMAL
                "oidc: { issuer: \"http://[::1]:8000\", client_id: gw }\n"
@@ -679,6 +681,40 @@ T_TEST(oidc_and_session_checks)
                   "t.yaml:6:10: session: missing required key \"secret\"\n");
 }
 
+/* 2 s is allowed (tests), 1 h is the most; whole seconds are kept. */
+T_TEST(session_login_timeout_bounds)
+{
+    static const struct {
+        const char *v;
+        int want;                  /* seconds, or -1: rejected */
+    } cases[] = {
+        {"2s", 2}, {"2500ms", 2}, {"30s", 30}, {"5m", 300}, {"1h", 3600},
+        {"1999ms", -1}, {"1s", -1}, {"0s", -1}, {"3601s", -1}, {"2h", -1},
+    };
+    for (size_t i = 0; i < MG_ARRAY_LEN(cases); i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof(yaml), MINIMAL "session: { secret: 0123456789abcdef0123456789abcdef, login_timeout: %s }\n",
+                 cases[i].v);
+        mg_buf errs = {0};
+        mg_config *cfg = load(yaml, &errs);
+        if (cases[i].want < 0) {
+            T_CHECK(cfg == NULL);
+            T_EQ_STR(errs.p ? errs.p : "", "t.yaml:3:69: session.login_timeout: must be from 2s to 1h\n");
+        } else {
+            T_CHECK(cfg != NULL);
+            if (cfg)
+                T_EQ_INT(cfg->session.login_timeout_s, cases[i].want);
+            else
+                fprintf(stderr, "  %s: %s", cases[i].v, errs.p ? errs.p : "?\n");
+        }
+        mg_config_free(cfg);
+        mg_buf_free(&errs);
+    }
+    EXPECT_ERRORS(MINIMAL "session: { secret: 0123456789abcdef0123456789abcdef, login_timeout: soon }\n",
+                  "t.yaml:3:69: session.login_timeout: invalid duration \"soon\" (write e.g. 250ms, 10s, 5m, 8h, "
+                  "90d)\n");
+}
+
 T_TEST(yaml_syntax_errors_have_positions)
 {
     EXPECT_ERRORS("listen:\n  - address: [127.0.0.1:8080\n",
@@ -900,6 +936,7 @@ T_MAIN("test_config",
        T_CASE(provider_checks),
        T_CASE(model_references_checked),
        T_CASE(oidc_and_session_checks),
+       T_CASE(session_login_timeout_bounds),
        T_CASE(yaml_syntax_errors_have_positions),
        T_CASE(missing_file_is_reported),
        T_CASE(relative_paths_follow_the_config_file),
