@@ -77,28 +77,15 @@ static struct {
 
 static void init_once(void) { g.cache = mg_auth_cache_new(65536, &rec_ops); }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;   /* ids are lowercase */
-}
-
-/* The cache wants uniform bytes: a key id is random lowercase hex, so its
- * decoded bytes are that already (no digest per request); anything else
- * (one id, one cache key: no two spellings share an entry) is hashed. */
+/* The cache wants uniform bytes: a key id is random lowercase hex (checked
+ * by mg_auth_key_parse before any lookup), so its decoded bytes are that
+ * already, with no digest per request. */
 static void cache_key(const char *id, uint8_t out[32])
 {
     memset(out, 0, 32);
-    for (size_t i = 0; i < MG_KEY_ID_LEN; i += 2) {
-        int hi = hexval(id[i]), lo = hexval(id[i + 1]);
-        if (hi < 0 || lo < 0) {
-            char buf[8 + MG_KEY_ID_LEN];
-            memcpy(buf, "api_key:", 8);
-            memcpy(buf + 8, id, MG_KEY_ID_LEN);
-            mg_auth_sha256(buf, sizeof(buf), out);
-            out[31] |= 1;   /* never equal to a decoded id (its last byte is 0) */
-            return;
-        }
-        out[i / 2] = (uint8_t)(hi << 4 | lo);
+    for (size_t i = 0; i < MG_KEY_ID_LEN; i++) {
+        char c = id[i];
+        out[i / 2] |= (uint8_t)((c <= '9' ? c - '0' : c - 'a' + 10) << (i % 2 ? 0 : 4));
     }
 }
 

@@ -67,21 +67,6 @@ typedef struct scan_text {
     mg_policy_textinfo info;
 } scan_text;
 
-/* mg_utf8_valid with an ASCII fast path: eight bytes at a time until one
- * has its high bit set; the validator takes over from that word, which
- * starts on a character boundary since everything before it was ASCII. */
-static bool utf8_valid(const char *t, size_t len)
-{
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t x;
-        memcpy(&x, t + i, 8);
-        if (x & 0x8080808080808080ULL)
-            break;
-    }
-    return mg_utf8_valid(t + i, len - i);
-}
-
 /* Runs one filter over the text; hits land in out (NULL: only whether
  * anything matched is wanted, stop at the first). Returns the number of
  * hits, or -1 when the regex engine failed. */
@@ -106,7 +91,7 @@ static long run_filter(const mg_policy_cfilter *f, scan_text *st, mg_policy_hits
     if (rc == 0 && f->n_re > 0 && (out != NULL || h->n == before)) {
         /* custom patterns are UTF-8 aware; check the text once, not per call */
         if (st->utf < 0)
-            st->utf = utf8_valid(st->t, st->len) ? 1 : 0;
+            st->utf = mg_utf8_valid(st->t, st->len) ? 1 : 0;
         if (st->utf == 0)
             rc = -1;
     }
