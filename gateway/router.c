@@ -86,12 +86,22 @@ static uint64_t rng_next(uint64_t s[2])
 
 void mg_request_id_new(mg_worker *w, char *out)
 {
+    /* 32 lowercase hex digits: the wall-clock millisecond (48 bits, most
+     * significant first) then 80 random bits. Ids sort by time, so the
+     * ledger's B-tree indexes on request_id (usage_events, usage_request_ids)
+     * grow at their right edge instead of at random pages; the random part
+     * keeps them unguessable and unique across workers and instances. */
     static const char hex[] = "0123456789abcdef";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     uint64_t a = rng_next(w->rng), b = rng_next(w->rng);
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[(a >> (i * 4)) & 15];
-        out[16 + i] = hex[(b >> (i * 4)) & 15];
-    }
+    for (int i = 0; i < 12; i++)
+        out[i] = hex[(ms >> ((11 - i) * 4)) & 15];
+    for (int i = 0; i < 16; i++)
+        out[12 + i] = hex[(a >> (i * 4)) & 15];
+    for (int i = 0; i < 4; i++)
+        out[28 + i] = hex[(b >> (i * 4)) & 15];
     out[32] = '\0';
 }
 
