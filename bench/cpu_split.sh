@@ -43,7 +43,7 @@ setsid nginx -p "$RUN" -c "$RUN/up.conf" -e "$RUN/up-error.log" >/dev/null 2>&1 
 UPP=$!
 case $MODE in
 full)
-    full_path_db "$RUN" "$MODELGATE" || exit 1
+    full_path_db "$RUN" "$MODELGATE" || { echo "$(basename "$0"): $FULL_PATH_ERR" >&2; exit 1; }
     KEY=$FULL_KEY
     setsid env BENCH_MG_PORT="$PX" BENCH_UP_PORT="$UP" BENCH_MASTER_KEY="$MK" BENCH_DB_URL="$DB_URL" \
         BENCH_JOURNAL="$RUN/journal" "$MODELGATE" serve -c bench/modelgate-full.yaml >"$RUN/px.out" 2>&1 &

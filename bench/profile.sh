@@ -44,7 +44,7 @@ setsid nginx -p "$RUN" -c "$RUN/up.conf" -e "$RUN/up-error.log" >/dev/null 2>&1 
 UPP=$!
 AUTH=$KEY DB_URL=""
 if [ "$MODE" = full ]; then
-    full_path_db "$RUN" "$MODELGATE" || exit 1
+    full_path_db "$RUN" "$MODELGATE" || { echo "$(basename "$0"): $FULL_PATH_ERR" >&2; exit 1; }
     AUTH=$FULL_KEY
     sed 's/^workers: 2$/workers: 1/' bench/modelgate-full.yaml >"$RUN/mg.yaml"
     BODY=$(tr -d '\n' <bench/prompt-2k.json)

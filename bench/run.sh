@@ -138,42 +138,13 @@ forget_pid() {
 # A throwaway PostgreSQL (like bench/ledger_bench.sh and `make demo`) holding the
 # API key, the policy of bench/policy-full.json and the usage ledger. Started
 # once, on the first use of the modelgate-full target; stopped by the exit trap.
-PG_STARTED=0
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-stop_pg() {
-    [ "$PG_STARTED" = 1 ] || return 0
-    as_pg "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m immediate stop >/dev/null 2>&1 || true
-    PG_STARTED=0
-}
-setup_full_path() { # sets DB_URL, API_KEY, FULL_CLI; returns 1 (with ROW_NOTE) on failure
+. bench/full_path_db.sh
+port() { free_port; }
+stop_pg() { full_path_db_stop "$RUN"; }
+setup_full_path() { # sets DB_URL, API_KEY; returns 1 (with ROW_NOTE) on failure
     [ -n "${API_KEY:-}" ] && return 0
-    local t=modelgate-full port
-    [ -x "$PGBIN/initdb" ] || { ROW_NOTE[$t]="PostgreSQL not found in $PGBIN (set PGBIN)"; return 1; }
-    mkdir -p "$RUN/pg" "$RUN/journal"
-    if [ "$(id -u)" -eq 0 ]; then
-        chmod 711 "$RUN"   # the postgres user must reach its data directory inside
-        chown postgres "$RUN/pg"
-    fi
-    port=$(free_port) || return 1
-    as_pg "$PGBIN/initdb" -D "$RUN/pg/data" -A trust -U postgres -E UTF8 --locale=C --no-sync \
-        >"$RUN/pg-initdb.out" 2>&1 || { ROW_NOTE[$t]="initdb failed"; return 1; }
-    as_pg "$PGBIN/pg_ctl" -D "$RUN/pg/data" -l "$RUN/pg/log" -w -t 30 start \
-        -o "-k $RUN/pg -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" \
-        >/dev/null 2>&1 || { ROW_NOTE[$t]="PostgreSQL did not start: $(tail -n 2 "$RUN/pg/log" 2>/dev/null | tr '\n' ' ')"; return 1; }
-    PG_STARTED=1
-    psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE modelgate" >/dev/null ||
-        { ROW_NOTE[$t]="CREATE DATABASE failed"; return 1; }
-    DB_URL="postgresql://postgres@127.0.0.1:$port/modelgate"
-    FULL_CLI=$RUN/cli.yaml
-    printf 'listen: [ { address: "127.0.0.1:1" } ]\ndatabase: { url: "%s" }\nusage: { journal_dir: "%s" }\n' \
-        "$DB_URL" "$RUN/journal" >"$FULL_CLI"
-    "$MODELGATE" migrate -c "$FULL_CLI" >"$RUN/migrate.out" 2>&1 ||
-        { ROW_NOTE[$t]="migrate failed: $(tail -n 2 "$RUN/migrate.out" | tr '\n' ' ')"; return 1; }
-    "$MODELGATE" policy import bench/policy-full.json -c "$FULL_CLI" >"$RUN/policy.out" 2>&1 ||
-        { ROW_NOTE[$t]="policy import failed: $(tail -n 2 "$RUN/policy.out" | tr '\n' ' ')"; return 1; }
-    API_KEY=$("$MODELGATE" keys create --user bench@example.com --role bench --name bench \
-        -c "$FULL_CLI" 2>"$RUN/keys.err") || { ROW_NOTE[$t]="keys create failed: $(head -c 200 "$RUN/keys.err")"; API_KEY=""; return 1; }
-    [ -n "$API_KEY" ] || { ROW_NOTE[$t]="keys create printed no key"; return 1; }
+    full_path_db "$RUN" "$MODELGATE" || { ROW_NOTE[modelgate-full]=$FULL_PATH_ERR; return 1; }
+    API_KEY=$FULL_KEY
 }
 
 USED_PORTS=" "

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libcjson-dev libyaml-dev chromium
-      libpcre2-dev libpq-dev liboauth2-dev postgresql nodejs npm openssl curl
+      libpcre2-dev libhyperscan-dev libmimalloc-dev libpq-dev liboauth2-dev postgresql nodejs npm openssl curl
       clang libclang-rt-14-dev nginx-light wrk)
 
 missing=()

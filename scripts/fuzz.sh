@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}
 CC_FUZZ=${CC_FUZZ:-clang}
 OUT=build/fuzz
-PKGS="openssl libcurl libcjson yaml-0.1 libpcre2-8 libpq liboauth2"
+PKGS="openssl libcurl libcjson yaml-0.1 libpcre2-8 libhs libpq liboauth2"
 
 command -v "$CC_FUZZ" >/dev/null || { echo "fuzz: $CC_FUZZ not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 

@@ -12,6 +12,6 @@ mkdir -p "$(dirname "$out")"
 src=$(ls policy/*.c | grep -v '^policy/policy\.c$')
 # shellcheck disable=SC2086
 cc -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -fno-strict-aliasing \
-   -D_GNU_SOURCE -Igateway -I. $(pkg-config --cflags libpq libcjson libpcre2-8 openssl) ${MG_TEST_CFLAGS:-} \
+   -D_GNU_SOURCE -Igateway -I. $(pkg-config --cflags libpq libcjson libpcre2-8 libhs openssl) ${MG_TEST_CFLAGS:-} \
    -o "$out" tests/policy/store_driver.c $src usage/*.c gateway/core.c gateway/log.c gateway/json.c \
-   $(pkg-config --libs libpq libcjson libpcre2-8 openssl) -lpthread -lm
+   $(pkg-config --libs libpq libcjson libpcre2-8 libhs openssl) -lpthread -lm
