@@ -4,7 +4,12 @@
  * reference count, like configuration snapshots: a request keeps the policy
  * it started with while a new version is published. PCRE2 code is read-only
  * during matching, so every thread uses the same compiled patterns with its
- * own match data (see mg_policy_re_next).
+ * own match data (see mg_policy_re_next). Each filter's custom patterns may
+ * also get a Hyperscan prefilter database (prefilter.c), attached later by
+ * mg_policy_prefilter_attach: building one can take far longer than the
+ * PCRE2 compile (Unicode classes), so neither validation nor publishing a
+ * new version waits for it. It lives as long as the compiled policy;
+ * failing to build one changes nothing but speed.
  *
  * SPDX-License-Identifier: Apache-2.0
  */
@@ -23,6 +28,7 @@ static void free_filters(mg_policy_cfilter *f, size_t n)
         free(f[i].re);
         free(f[i].re_min);
         free(f[i].placeholder);
+        mg_policy_prefilter_free(atomic_load_explicit(&f[i].pf, memory_order_acquire));
     }
     free(f);
 }
@@ -91,6 +97,21 @@ void mg_policy_unref(mg_policy *p)
     free_filters(p->filters, p->doc->n_filters);
     mg_policy_doc_free(p->doc);
     free(p);
+}
+
+void mg_policy_prefilter_attach(mg_policy *p)
+{
+    for (size_t i = 0; i < p->doc->n_filters; i++) {
+        mg_policy_cfilter *f = &p->filters[i];
+        if (f->n_re == 0 || atomic_load_explicit(&f->pf, memory_order_acquire) != NULL)
+            continue;
+        mg_policy_prefilter *pf = mg_policy_prefilter_build((const char *const *)f->def->patterns, f->n_re);
+        mg_policy_prefilter *none = NULL;
+        /* release: a worker that sees the pointer sees the whole database */
+        if (pf && !atomic_compare_exchange_strong_explicit(&f->pf, &none, pf, memory_order_acq_rel,
+                                                           memory_order_acquire))
+            mg_policy_prefilter_free(pf);   /* another caller attached one first */
+    }
 }
 
 const mg_policy_doc *mg_policy_document(const mg_policy *p) { return p->doc; }

@@ -64,6 +64,7 @@ typedef struct scan_text {
     const char *t;
     size_t len;
     int utf;                    /* -1 not checked yet, 0 invalid, 1 valid */
+    int pf_text;                /* mg_policy_pf_text once classified, else -1 */
     mg_policy_textinfo info;
 } scan_text;
 
@@ -95,9 +96,29 @@ static long run_filter(const mg_policy_cfilter *f, scan_text *st, mg_policy_hits
         if (st->utf == 0)
             rc = -1;
     }
+    /* The prefilter (prefilter.c) scans the text at most once, when the first
+     * pattern it covers would run; a pattern it rules out skips PCRE2. Any
+     * failure of it just leaves every pattern to PCRE2. */
+    const mg_policy_prefilter *pf = mg_policy_prefilter_enabled()
+                                        ? atomic_load_explicit(&f->pf, memory_order_acquire) : NULL;
+    uint64_t maybe[MG_POLICY_PF_WORDS];
+    int pf_state = 0;           /* 0 not scanned, 1 maybe[] valid, -1 scan failed */
     for (size_t i = 0; i < f->n_re && rc == 0 && (out != NULL || h->n == before); i++) {
         if (f->re_min && st->len < f->re_min[i])
             continue;   /* shorter than any match of this pattern */
+        if (pf != NULL && pf_state >= 0) {
+            if (st->pf_text < 0)
+                st->pf_text = (int)mg_policy_prefilter_classify(st->t, st->len);
+            if (mg_policy_prefilter_covers(pf, i, (mg_policy_pf_text)st->pf_text)) {
+                if (pf_state == 0) {
+                    pf_state = mg_policy_prefilter_scan(pf, st->t, st->len, maybe) ? 1 : -1;
+                    mg_policy_pf_scans++;
+                }
+                if (pf_state == 1 && !(maybe[i / 64] >> (i % 64) & 1))
+                    continue;   /* cannot match: Hyperscan reports a superset */
+            }
+        }
+        mg_policy_pf_pcre_runs++;
         size_t from = 0, s, e;
         int r;
         while ((r = mg_policy_re_next(f->re[i], st->t, st->len, from, true, &s, &e)) == 1) {
@@ -133,7 +154,7 @@ static const char *block_reason(const mg_policy_cfilter *f)
 static mg_rc scan(const mg_policy_effective *e, unsigned dir, const char *t, size_t len,
                   mg_policy_hits *redact, mg_policy_verdict *v)
 {
-    scan_text st = { .t = t, .len = len, .utf = -1 };
+    scan_text st = { .t = t, .len = len, .utf = -1, .pf_text = -1 };
     mg_policy_textinfo_init(&st.info);
     const mg_policy_cfilter *fs = e->p->filters;
     for (int pass = 0; pass < 2; pass++) {

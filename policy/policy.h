@@ -167,6 +167,12 @@ mg_policy *mg_policy_load(const char *json, size_t len, mg_buf *errs);
 mg_policy *mg_policy_ref(mg_policy *p);
 void mg_policy_unref(mg_policy *p);
 const mg_policy_doc *mg_policy_document(const mg_policy *p);
+/* Builds the Hyperscan prefilter of every filter's custom patterns and
+ * publishes each to the (possibly already shared) policy; workers pick them
+ * up with their next scan. Slow (tens of ms per pattern, more for Unicode
+ * classes) and only an optimisation, so it runs after the policy is in
+ * force, on the thread that published it. The caller holds a reference. */
+void mg_policy_prefilter_attach(mg_policy *p);
 
 /* Roles granted by an identity's claims via the role mappings. claim(ctx,
  * name, value) says whether the claim `name` equals or (for arrays)

@@ -7,6 +7,7 @@
 #define MG_POLICY_INT_H
 
 #include "policy/policy.h"
+#include "policy/prefilter.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -18,6 +19,9 @@ typedef struct mg_policy_cfilter {
     uint32_t *re_min;           /* each pattern's shortest possible match (bytes) */
     size_t n_re;
     char *placeholder;          /* "[REDACTED:<name>]" for custom patterns */
+    /* Hyperscan prefilter of the patterns (prefilter.h), or NULL: none yet
+     * (mg_policy_prefilter_attach publishes it later) or none possible */
+    _Atomic(mg_policy_prefilter *) pf;
 } mg_policy_cfilter;
 
 struct mg_policy {

@@ -153,8 +153,11 @@ static bool refresh(void)
                      (int)errs.len, errs.p ? errs.p : "");
     } else {
         st.doc = NULL;           /* owned by p now */
+        mg_policy_ref(p);
         publish(p, st.version);
         mg_log_info("policy store: version %lld in force", (long long)st.version);
+        mg_policy_prefilter_attach(p);   /* after: in force now, faster soon */
+        mg_policy_unref(p);
     }
     mg_policy_stored_free(&st);
     mg_buf_free(&errs);

@@ -1,0 +1,299 @@
+/* modelgate — Hyperscan prefilter in front of the custom patterns of a filter.
+ *
+ * A filter with custom patterns used to run every pattern through PCRE2 on
+ * every scanned text, and almost always nothing matches. Each compiled
+ * filter now also holds one Hyperscan block-mode database of its patterns,
+ * compiled in prefilter mode (HS_FLAG_PREFILTER: constructs Hyperscan cannot
+ * do exactly are widened, so it reports a superset of what matches). A text
+ * is scanned once; PCRE2 then runs only for the patterns Hyperscan says may
+ * match. PCRE2 stays the sole judge of whether and where a pattern matches,
+ * so hits, redaction spans and verdicts are the same as without it.
+ *
+ * It is only an optimisation and never decides anything on its own:
+ *  - a pattern Hyperscan refuses even in prefilter mode (\K, \G, \R,
+ *    subroutine calls, control verbs ...) is left out and always runs;
+ *  - no database at all (no platform support, nothing compiled, no memory),
+ *    no scratch space, or a scan error: every pattern runs, as before.
+ *
+ * Flags mirror PCRE2's: custom patterns are PCRE2_UTF | PCRE2_UCP, so
+ * HS_FLAG_UTF8 | HS_FLAG_UCP. Neither engine defaults to DOTALL or
+ * MULTILINE, and inline (?s) (?m) (?i) are read by both. SINGLEMATCH: one
+ * report per pattern is all we need. ALLOWEMPTY: documents only admit
+ * patterns with a non-zero minimum length, but a widened prefilter form may
+ * be able to match empty; allowing it just makes that pattern always run.
+ *
+ * Unicode tables. Hyperscan 5.4 classifies code points by an older Unicode
+ * version than PCRE2 does: for \w and \p{L} some 29 000 code points differ
+ * (letters added since, the first at U+0560), and PCRE2's \p{script} follows
+ * script extensions. Prefilter mode gives a superset only of Hyperscan's own
+ * idea of a match, so its "no" is trusted per pattern and per text:
+ *  - tier 0, no table-dependent construct: trusted on any valid UTF-8 text;
+ *  - tier 1, \w \W \d \D \b \B: trusted when every code point of the text is
+ *    in ranges where the two engines' word and digit classes were checked
+ *    to agree (tests/unit/test_policy_prefilter.c checks this exhaustively
+ *    for the libraries it is built with): below U+0560, general punctuation,
+ *    currency symbols, pictographs and emoji;
+ *  - tier 2, \p \P [:class:] \X, non-ASCII literals, \x \o \N escapes,
+ *    back references, \Q..\E: trusted on ASCII-only texts.
+ * The classification reads the pattern text conservatively: anything that
+ * merely looks like such a construct raises the tier.
+ *
+ * Match limits: a text on which Hyperscan proves a pattern cannot match no
+ * longer reaches PCRE2, so it can no longer hit PCRE2's match limit there
+ * (which failed the filter closed). Where a match is possible PCRE2 runs and
+ * its limit applies as before.
+ *
+ * Scratch space. hs_scan needs a scratch that no other thread uses at the
+ * same moment and that is large enough for the database. Each thread owns
+ * one scratch (allocated on first use, freed by a pthread key destructor at
+ * thread exit). hs_alloc_scratch grows a scratch in place so that it stays
+ * valid for every database it was valid for before; a scratch never shrinks.
+ * Every database gets a process-unique 64-bit id at build time (never
+ * reused, so a freed policy's id cannot alias a new one), and the thread
+ * remembers the ids of the last few databases its scratch was validated
+ * for. A scan of a remembered database costs a handful of compares; a new
+ * one (a reload, another filter) pays one hs_alloc_scratch. Old and new
+ * policies in flight at once, several filters with a database each and any
+ * number of worker threads are therefore all served by one scratch per
+ * thread; the databases themselves are read-only and shared.
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#include "policy/prefilter.h"
+
+#include <hs.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOT_IN 0xFF     /* tier of a pattern left out of the database */
+
+struct mg_policy_prefilter {
+    hs_database_t *db;
+    uint64_t id;
+    size_t n;                   /* patterns considered: the first MG_POLICY_PF_MAX */
+    unsigned char *tier;        /* per pattern: 0..2, or NOT_IN */
+};
+
+static atomic_bool pf_enabled = true;
+static atomic_uint_fast64_t pf_next_id = 1;    /* 0 marks an empty cache slot */
+
+__thread unsigned long mg_policy_pf_pcre_runs;
+__thread unsigned long mg_policy_pf_scans;
+
+void mg_policy_prefilter_set_enabled(bool on) { atomic_store(&pf_enabled, on); }
+bool mg_policy_prefilter_enabled(void) { return atomic_load_explicit(&pf_enabled, memory_order_relaxed); }
+
+/* ---- classification ---- */
+
+static unsigned char pattern_tier(const char *p)
+{
+    unsigned char tier = 0;
+    for (size_t i = 0; p[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x80 || (c == '[' && p[i + 1] == ':'))
+            return 2;
+        if (c != '\\')
+            continue;
+        char n = p[++i];
+        if (n == '\0')
+            break;
+        if (strchr("wWdDbB", n) != NULL)
+            tier = 1;
+        else if (strchr("pPXxoNuUQCgk0123456789", n) != NULL)
+            return 2;
+    }
+    return tier;
+}
+
+/* Code points whose \w and \d classification the two engines agree on. */
+static bool common_cp(uint32_t cp)
+{
+    return cp < 0x560 || (cp >= 0x2000 && cp < 0x2070) || (cp >= 0x20A0 && cp < 0x20D0) ||
+           (cp >= 0x1F300 && cp < 0x1FB00);
+}
+
+mg_policy_pf_text mg_policy_prefilter_classify(const char *t, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)t;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull)
+            break;
+    }
+    while (i < len && s[i] < 0x80)
+        i++;
+    if (i == len)
+        return MG_POLICY_PF_TEXT_ASCII;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (i + n > len)
+            return MG_POLICY_PF_TEXT_OTHER;
+        uint32_t cp = c & (n == 4 ? 0x07 : n == 3 ? 0x0F : 0x1F);
+        for (size_t k = 1; k < n; k++)
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        if (!common_cp(cp))
+            return MG_POLICY_PF_TEXT_OTHER;
+        i += n;
+    }
+    return MG_POLICY_PF_TEXT_COMMON;
+}
+
+bool mg_policy_prefilter_covers(const mg_policy_prefilter *pf, size_t i, mg_policy_pf_text tc)
+{
+    if (pf == NULL || i >= pf->n)
+        return false;
+    switch (pf->tier[i]) {
+    case 0: return true;
+    case 1: return tc != MG_POLICY_PF_TEXT_OTHER;
+    case 2: return tc == MG_POLICY_PF_TEXT_ASCII;
+    default: return false;
+    }
+}
+
+/* ---- build ---- */
+
+mg_policy_prefilter *mg_policy_prefilter_build(const char *const *patterns, size_t n)
+{
+    if (n == 0 || hs_valid_platform() != HS_SUCCESS)
+        return NULL;
+    if (n > MG_POLICY_PF_MAX)
+        n = MG_POLICY_PF_MAX;
+    mg_policy_prefilter *pf = calloc(1, sizeof(*pf));
+    const char **exprs = calloc(n, sizeof(*exprs));
+    unsigned *flags = calloc(n, sizeof(*flags));
+    unsigned *ids = calloc(n, sizeof(*ids));
+    if (pf == NULL || exprs == NULL || flags == NULL || ids == NULL || (pf->tier = calloc(n, 1)) == NULL)
+        goto fail;
+    pf->n = n;
+    for (size_t i = 0; i < n; i++)
+        pf->tier[i] = pattern_tier(patterns[i]);
+    /* hs_compile_multi names the first expression it refuses; leave that
+     * one out and try again, at most once per pattern */
+    for (;;) {
+        unsigned m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (pf->tier[i] == NOT_IN)
+                continue;
+            exprs[m] = patterns[i];
+            flags[m] = HS_FLAG_UTF8 | HS_FLAG_UCP | HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH |
+                       HS_FLAG_ALLOWEMPTY;
+            ids[m] = (unsigned)i;
+            m++;
+        }
+        if (m == 0)
+            goto fail;
+        hs_compile_error_t *err = NULL;
+        if (hs_compile_multi(exprs, flags, ids, m, HS_MODE_BLOCK, NULL, &pf->db, &err) == HS_SUCCESS)
+            break;
+        int bad = err != NULL ? err->expression : -1;
+        hs_free_compile_error(err);
+        pf->db = NULL;
+        if (bad < 0 || (unsigned)bad >= m)
+            goto fail;
+        pf->tier[ids[bad]] = NOT_IN;
+    }
+    pf->id = atomic_fetch_add(&pf_next_id, 1);
+    free(exprs);
+    free(flags);
+    free(ids);
+    return pf;
+fail:
+    free(exprs);
+    free(flags);
+    free(ids);
+    mg_policy_prefilter_free(pf);
+    return NULL;
+}
+
+void mg_policy_prefilter_free(mg_policy_prefilter *pf)
+{
+    if (pf == NULL)
+        return;
+    hs_free_database(pf->db);
+    free(pf->tier);
+    free(pf);
+}
+
+/* ---- per-thread scratch ---- */
+
+#define SEEN_SLOTS 8
+
+typedef struct pf_tls {
+    hs_scratch_t *scratch;
+    uint64_t seen[SEEN_SLOTS];  /* ids of databases the scratch is valid for */
+    unsigned next;              /* slot to overwrite next */
+} pf_tls;
+
+static pthread_key_t pf_key;
+static pthread_once_t pf_once = PTHREAD_ONCE_INIT;
+static bool pf_key_ok;
+static __thread pf_tls *pf_cache;
+
+static void pf_tls_free(void *p)
+{
+    pf_tls *t = p;
+    hs_free_scratch(t->scratch);
+    free(t);
+}
+
+static void pf_key_init(void) { pf_key_ok = pthread_key_create(&pf_key, pf_tls_free) == 0; }
+
+static hs_scratch_t *scratch_for(const mg_policy_prefilter *pf)
+{
+    pf_tls *t = pf_cache;
+    if (t == NULL) {
+        pthread_once(&pf_once, pf_key_init);
+        /* without a destructor the scratch would leak at thread exit */
+        if (!pf_key_ok || (t = calloc(1, sizeof(*t))) == NULL)
+            return NULL;
+        if (pthread_setspecific(pf_key, t) != 0) {
+            free(t);
+            return NULL;
+        }
+        pf_cache = t;
+    }
+    for (unsigned i = 0; i < SEEN_SLOTS; i++)
+        if (t->seen[i] == pf->id)
+            return t->scratch;
+    if (hs_alloc_scratch(pf->db, &t->scratch) != HS_SUCCESS) {
+        /* the old scratch is either kept or freed and NULLed: either way
+         * nothing it was validated for can be trusted any more */
+        memset(t->seen, 0, sizeof(t->seen));
+        return NULL;
+    }
+    t->seen[t->next] = pf->id;
+    t->next = (t->next + 1) % SEEN_SLOTS;
+    return t->scratch;
+}
+
+/* ---- scan ---- */
+
+static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
+                    void *ctx)
+{
+    uint64_t *maybe = ctx;
+    maybe[id / 64] |= 1ull << (id % 64);
+    return 0;
+}
+
+bool mg_policy_prefilter_scan(const mg_policy_prefilter *pf, const char *t, size_t len,
+                              uint64_t maybe[MG_POLICY_PF_WORDS])
+{
+    memset(maybe, 0, MG_POLICY_PF_WORDS * sizeof(uint64_t));
+    if (pf == NULL || len > UINT_MAX)
+        return false;
+    hs_scratch_t *s = scratch_for(pf);
+    if (s == NULL)
+        return false;
+    return hs_scan(pf->db, t, (unsigned)len, 0, s, on_match, maybe) == HS_SUCCESS;
+}

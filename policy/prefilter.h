@@ -1,0 +1,61 @@
+/* modelgate — Hyperscan prefilter for the custom patterns of a content filter
+ * (internal to policy/; the design is described at the top of prefilter.c).
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+#ifndef MG_POLICY_PREFILTER_H
+#define MG_POLICY_PREFILTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Patterns past this index of a filter are never put in the database: they
+ * always run through PCRE2. Bounds the per-scan bitmap on the stack. */
+#define MG_POLICY_PF_MAX 1024
+#define MG_POLICY_PF_WORDS (MG_POLICY_PF_MAX / 64)
+
+/* How far a "cannot match" from Hyperscan may be trusted for one pattern,
+ * given what the text holds (see "Unicode tables" in prefilter.c). */
+typedef enum {
+    MG_POLICY_PF_TEXT_ASCII = 0,    /* only ASCII */
+    MG_POLICY_PF_TEXT_COMMON = 1,   /* only code points both engines classify alike */
+    MG_POLICY_PF_TEXT_OTHER = 2,    /* anything else */
+} mg_policy_pf_text;
+
+typedef struct mg_policy_prefilter mg_policy_prefilter;
+
+/* Builds the database of patterns[0..n) (UTF-8 + UCP, prefilter mode).
+ * Patterns Hyperscan refuses are left out. Returns NULL when nothing could
+ * be built (no platform support, every pattern refused, out of memory):
+ * then every pattern runs through PCRE2. Never fails the policy. */
+mg_policy_prefilter *mg_policy_prefilter_build(const char *const *patterns, size_t n);
+void mg_policy_prefilter_free(mg_policy_prefilter *pf);
+
+/* Whether Hyperscan's "no" for pattern i can skip PCRE2 on a text of class
+ * tc: the pattern is in the database and its verdict does not depend on
+ * Unicode tables the two engines disagree on for such a text. */
+bool mg_policy_prefilter_covers(const mg_policy_prefilter *pf, size_t i, mg_policy_pf_text tc);
+
+/* Classifies a valid UTF-8 text (what mg_policy_prefilter_covers needs). */
+mg_policy_pf_text mg_policy_prefilter_classify(const char *t, size_t len);
+
+/* Scans a valid UTF-8 text once (the caller checked it: Hyperscan's UTF-8
+ * mode must not see invalid input). Sets bit i of maybe (MG_POLICY_PF_WORDS
+ * words, cleared here) for every pattern i in the database that may match.
+ * Returns false when the scan could not run (no scratch, engine error): the
+ * caller then runs every pattern through PCRE2. Thread-safe. */
+bool mg_policy_prefilter_scan(const mg_policy_prefilter *pf, const char *t, size_t len,
+                              uint64_t maybe[MG_POLICY_PF_WORDS]);
+
+/* Whether run_filter consults prefilters at all (default on). For tests,
+ * which compare verdicts with and without it; not for production use. */
+void mg_policy_prefilter_set_enabled(bool on);
+bool mg_policy_prefilter_enabled(void);
+
+/* For tests: custom patterns run through PCRE2 and prefilter scans done by
+ * the calling thread since it started (run_filter counts them). */
+extern __thread unsigned long mg_policy_pf_pcre_runs;
+extern __thread unsigned long mg_policy_pf_scans;
+
+#endif
