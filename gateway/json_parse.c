@@ -24,11 +24,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 1000   /* cJSON's CJSON_NESTING_LIMIT: the same documents nest */
 
 typedef struct {
     const unsigned char *p, *end;
+    const unsigned char *start;   /* the document: all of [start, end) may be read */
     int depth;
     bool allow_nul;   /* upstream data: cut the string there, as cJSON does */
     const char *why;
@@ -38,10 +42,17 @@ typedef struct {
     mg_buf *scratch;
 } jp;
 
-static void skip_ws(jp *s)
+static void skip_ws_run(jp *s)
 {
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
         s->p++;
+}
+
+/* Most calls stop at once on a byte above ' ': one compare, inlined, for those. */
+static inline void skip_ws(jp *s)
+{
+    if (s->p < s->end && *s->p <= ' ')
+        skip_ws_run(s);
 }
 
 static bool fail(jp *s, const char *why)
@@ -86,10 +97,61 @@ static size_t put_utf8(unsigned char *o, uint32_t cp)
     return 4;
 }
 
+#if defined(__SSE2__)
+/* Bit i set where p[i] is '"' or '\\', for the 16 bytes at p. */
+static inline unsigned special16(const unsigned char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i m = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+    return (unsigned)_mm_movemask_epi8(m);
+}
+
+/* The first '"' or '\\' in [p, end), or end. Prompts are long runs of
+ * plain text, so 32 bytes per step; a tail shorter than 16 bytes is read
+ * with one load that stays inside the document [s->start, s->end) (from p
+ * forward when the document goes on, else ending at end) and masked to
+ * [p, end), so short keys cost no byte loop either. */
+static const unsigned char *find_special(const jp *s, const unsigned char *p, const unsigned char *end)
+{
+    while (end - p >= 32) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+        __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+        __m128i ma = _mm_or_si128(_mm_cmpeq_epi8(a, q), _mm_cmpeq_epi8(a, bs));
+        __m128i mb = _mm_or_si128(_mm_cmpeq_epi8(b, q), _mm_cmpeq_epi8(b, bs));
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(ma, mb));
+        if (m) {
+            m = (unsigned)_mm_movemask_epi8(ma) | (unsigned)_mm_movemask_epi8(mb) << 16;
+            return p + __builtin_ctz(m);
+        }
+        p += 32;
+    }
+    if (end - p >= 16) {
+        unsigned m = special16(p);
+        if (m)
+            return p + __builtin_ctz(m);
+        p += 16;
+    }
+    size_t n = (size_t)(end - p);   /* 0..15 */
+    unsigned m;
+    if (n == 0)
+        return end;
+    if (s->end - p >= 16)
+        m = special16(p) & ((1u << n) - 1);
+    else if (end - s->start >= 16)
+        m = special16(end - 16) >> (16 - n);
+    else {
+        while (p < end && *p != '"' && *p != '\\')
+            p++;
+        return p;
+    }
+    return m ? p + __builtin_ctz(m) : end;
+}
+#else
 /* The first '"' or '\\' in [p, end), or end: eight bytes per step, as
  * prompts are long runs of plain text. (A byte is flagged exactly when it
  * is the first match; later flags may be false, so only the lowest counts.) */
-static const unsigned char *find_special(const unsigned char *p, const unsigned char *end)
+static const unsigned char *find_special(const jp *s, const unsigned char *p, const unsigned char *end)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     while (end - p >= 8) {
@@ -106,18 +168,19 @@ static const unsigned char *find_special(const unsigned char *p, const unsigned 
         p++;
     return p;
 }
+#endif
 
 /* At the opening quote: finds the closing one; *escapes tells whether
  * anything between needs decoding. */
 static bool string_bounds(jp *s, const unsigned char **b, const unsigned char **close, bool *escapes)
 {
-    const unsigned char *q = find_special(*b = ++s->p, s->end);
+    const unsigned char *q = find_special(s, *b = ++s->p, s->end);
     *escapes = false;
     while (q < s->end && *q == '\\') {
         *escapes = true;
         if (s->end - q < 2)
             break;
-        q = find_special(q + 2, s->end);
+        q = find_special(s, q + 2, s->end);
     }
     *close = q;
     if (q >= s->end || *q != '"')
@@ -132,7 +195,7 @@ static bool decode(jp *s, const unsigned char *b, const unsigned char *close, un
     unsigned char *o = out;
     const unsigned char *p = b;
     for (;;) {
-        const unsigned char *r = find_special(p, close);
+        const unsigned char *r = find_special(s, p, close);
         memcpy(o, p, (size_t)(r - p));
         o += r - p;
         if (r >= close)
@@ -412,7 +475,8 @@ static bool parse_value(jp *s, cJSON *item)
 
 static cJSON *parse(const char *text, size_t n, const char **why, bool prefix, const char **end, bool allow_nul)
 {
-    jp s = {.p = (const unsigned char *)text, .end = (const unsigned char *)text + n, .allow_nul = allow_nul};
+    jp s = {.p = (const unsigned char *)text, .end = (const unsigned char *)text + n,
+            .start = (const unsigned char *)text, .allow_nul = allow_nul};
     if (why)
         *why = NULL;
     if (text == NULL) {
@@ -460,7 +524,7 @@ bool mg_json_each_string(const char *text, size_t n, mg_buf *scratch, mg_json_st
     if (text == NULL)
         return false;
     jp s = {.p = (const unsigned char *)text, .end = (const unsigned char *)text + n,
-            .each = fn, .arg = arg, .scratch = scratch};
+            .start = (const unsigned char *)text, .each = fn, .arg = arg, .scratch = scratch};
     if (memchr(text, '\0', n) != NULL)
         return false;   /* as mg_json_parse */
     skip_ws(&s);

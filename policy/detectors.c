@@ -13,6 +13,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* ---- regex runner ---- */
 
@@ -109,6 +112,8 @@ void mg_policy_textinfo_init(mg_policy_textinfo *ti)
     ti->clusters_done = false;
     ti->overflow = false;
     ti->n_clusters = 0;
+    ti->iban_full = true;
+    ti->n_iban = 0;
     ti->assignment = -1;
 }
 
@@ -603,6 +608,53 @@ static mg_rc run_pattern(const pcre2_code *re, validator_fn ok, const char *text
     return rc < 0 ? MG_ERR : MG_OK;
 }
 
+#if defined(__SSE2__)
+/* Bit k set where p[k] is an ASCII digit, for the 16 bytes at p: adding
+ * 0x80 - '0' moves '0'..'9' to the 10 smallest signed bytes. */
+static inline unsigned digit16(const char *p)
+{
+    __m128i v = _mm_add_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), _mm_set1_epi8((char)(0x80 - '0')));
+    return (unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(v, _mm_set1_epi8((char)(0x80 + 10))));
+}
+
+/* Index of the first ASCII digit at or after i (len when none). Prose has
+ * few digits, so the digit detectors' pre-passes mostly skip: 32 bytes per
+ * step, and a tail under 16 bytes read with one load ending at t + len
+ * (never past it) whose bits before i are shifted out. */
+static size_t next_digit(const char *t, size_t i, size_t len)
+{
+    if (i >= len)
+        return i;   /* as the byte loop would: callers may pass len + 1 */
+    for (; len - i >= 32; i += 32) {
+        __m128i off = _mm_set1_epi8((char)(0x80 - '0')), lim = _mm_set1_epi8((char)(0x80 + 10));
+        __m128i a = _mm_add_epi8(_mm_loadu_si128((const __m128i *)(const void *)(t + i)), off);
+        __m128i b = _mm_add_epi8(_mm_loadu_si128((const __m128i *)(const void *)(t + i + 16)), off);
+        __m128i da = _mm_cmplt_epi8(a, lim), db = _mm_cmplt_epi8(b, lim);
+        if (_mm_movemask_epi8(_mm_or_si128(da, db)) != 0) {
+            unsigned m = (unsigned)_mm_movemask_epi8(da) | (unsigned)_mm_movemask_epi8(db) << 16;
+            return i + (size_t)__builtin_ctz(m);
+        }
+    }
+    if (i == len)
+        return len;
+    if (len - i >= 16) {
+        unsigned m = digit16(t + i);
+        if (m != 0)
+            return i + (size_t)__builtin_ctz(m);
+        i += 16;
+        if (i == len)
+            return len;
+    }
+    size_t n = len - i;   /* 1..15 */
+    if (len >= 16) {
+        unsigned m = digit16(t + len - 16) >> (16 - n);
+        return m != 0 ? i + (size_t)__builtin_ctz(m) : len;
+    }
+    while (i < len && (unsigned char)(t[i] - '0') > 9)
+        i++;
+    return i;
+}
+#else
 /* Index of the first ASCII digit at or after i (len when none). Prose has
  * few digits, so the digit detectors' pre-passes mostly skip: eight bytes
  * per step, the high bit of each byte of ge0 & ~gt9 set where that byte is
@@ -625,8 +677,21 @@ static size_t next_digit(const char *t, size_t i, size_t len)
         i++;
     return i;
 }
+#endif
 
 static bool is_sep(char c) { return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '/'; }
+
+/* IBAN candidates are noted while find_clusters walks the digits, so
+ * iban_scan need not walk the text again: an IBAN candidate starts a run
+ * of digits right after a letter, and every such digit is where one of
+ * find_clusters' clusters starts (a cluster only grows over digits and
+ * separators), so that walk sees them all, in order. */
+/* Is the digit at i where an IBAN's first digit can be (see iban_scan)? */
+static bool iban_candidate(const char *t, size_t len, size_t i)
+{
+    return i >= 2 && i + 1 < len && is_digit(t[i + 1]) && is_alpha(t[i - 1]) && is_alpha(t[i - 2]) &&
+           (i < 3 || !is_alnum(t[i - 3]));
+}
 
 /* Finds the digit clusters (digits with at most two separator bytes
  * between them) holding at least MIN_CLUSTER_DIGITS digits. */
@@ -636,8 +701,17 @@ static void find_clusters(const char *t, size_t len, mg_policy_textinfo *ti)
 {
     ti->clusters_done = true;
     ti->n_clusters = 0;
+    ti->n_iban = 0;
+    ti->iban_full = true;   /* until the walk is complete */
+    bool full = false;
     size_t i = 0;
     while ((i = next_digit(t, i, len)) < len) {
+        if (iban_candidate(t, len, i)) {
+            if (ti->n_iban < MG_ARRAY_LEN(ti->iban_at))
+                ti->iban_at[ti->n_iban++] = i;
+            else
+                full = true;
+        }
         size_t start = i, last = i, digits = 0, j = i;
         while (j < len) {
             if (is_digit(t[j])) {
@@ -665,6 +739,7 @@ static void find_clusters(const char *t, size_t len, mg_policy_textinfo *ti)
         }
         i = last;
     }
+    ti->iban_full = full;
 }
 
 /* Runs a digit pattern over each cluster with enough digits. The subject
@@ -692,18 +767,36 @@ static mg_rc run_on_clusters(const pcre2_code *re, const det_pattern *dp, const 
 /* IBAN candidates: two letters and two digits at a word start. The first
  * of those digits follows a letter, so only the first digit of each run
  * of digits can start one. */
-static mg_rc iban_scan(const char *t, size_t len, mg_policy_hits *out)
+static mg_rc iban_try(const char *t, size_t len, size_t *i, mg_policy_hits *out)
 {
-    for (size_t i = 2; (i = next_digit(t, i, len)) + 1 < len; i++) {
-        if (!is_digit(t[i + 1]) || !is_alpha(t[i - 1]) || !is_alpha(t[i - 2]) ||
-            (i >= 3 && is_alnum(t[i - 3])))
-            continue;
-        size_t s = i - 2, e = len;
-        if (iban_ok(t, len, &s, &e)) {
-            if (mg_policy_hits_add(out, s, e, "[IBAN]") != MG_OK)
+    size_t s = *i - 2, e = len;
+    if (iban_ok(t, len, &s, &e)) {
+        if (mg_policy_hits_add(out, s, e, "[IBAN]") != MG_OK)
+            return MG_ENOMEM;
+        *i = e;
+    }
+    return MG_OK;
+}
+
+static mg_rc iban_scan(const char *t, size_t len, const mg_policy_textinfo *ti, mg_policy_hits *out)
+{
+    if (ti != NULL && ti->clusters_done && !ti->overflow && !ti->iban_full) {
+        size_t next = 0;   /* candidates inside an IBAN just taken are skipped */
+        for (size_t k = 0; k < ti->n_iban; k++) {
+            size_t i = ti->iban_at[k];
+            if (i < next)
+                continue;
+            if (iban_try(t, len, &i, out) != MG_OK)
                 return MG_ENOMEM;
-            i = e;
+            next = i + 1;
         }
+        return MG_OK;
+    }
+    for (size_t i = 2; (i = next_digit(t, i, len)) + 1 < len; i++) {
+        if (!iban_candidate(t, len, i))
+            continue;
+        if (iban_try(t, len, &i, out) != MG_OK)
+            return MG_ENOMEM;
     }
     return MG_OK;
 }
@@ -719,7 +812,7 @@ mg_rc mg_policy_detect_hits(mg_policy_detector d, const char *text, size_t len,
     if ((unsigned)d >= MG_POLICY_DET__COUNT)
         return MG_ERR;
     if (d == MG_POLICY_DET_IBAN)
-        return iban_scan(text, len, out);
+        return iban_scan(text, len, ti, out);
     pthread_once(&compile_once, compile_detectors);
     if (compile_failed)
         return MG_ERR;

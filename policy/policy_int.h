@@ -76,6 +76,12 @@ typedef struct mg_policy_textinfo {
     bool clusters_done, overflow;
     size_t n_clusters;
     struct { size_t start, end; unsigned digits; } clusters[32];
+    /* Where an IBAN can start (a digit run right after two letters at a
+     * word start), noted by the same digit walk; iban_full: more than fit,
+     * or the walk stopped early, so the IBAN scan walks the text itself. */
+    bool iban_full;
+    size_t n_iban;
+    size_t iban_at[32];
     int assignment;             /* -1 not checked, 0/1 */
 } mg_policy_textinfo;
 
