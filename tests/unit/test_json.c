@@ -4,6 +4,9 @@
 #include "json.h"
 #include "t.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #define U8(s) mg_utf8_valid((s), sizeof(s) - 1)
 
 T_TEST(utf8_accepts_valid_text)
@@ -47,5 +50,34 @@ T_TEST(duplicate_members_found_at_any_depth)
     T_EQ_STR(dup_of("[1,1,1]"), "");
 }
 
+/* The ASCII fast paths (32 and 8 bytes per step) must hand every non-ASCII
+ * byte, wherever it falls, to the full check: a stray continuation byte or
+ * a cut sequence at each position of texts of every length up to 100, in
+ * heap blocks of exactly that length (so ASan sees any read past the end). */
+T_TEST(utf8_every_position_and_length)
+{
+    static const struct { const char *seq; size_t n; bool ok; } cases[] = {
+        { "\xc3\xa9", 2, true }, { "\xe2\x82\xac", 3, true }, { "\xf0\x9f\x99\x82", 4, true },
+        { "\x80", 1, false }, { "\xff", 1, false }, { "\xc3", 1, false }, { "\xe2\x82", 2, false },
+        { "\xed\xa0\x80", 3, false },   /* surrogate */
+        { "\xc0\xaf", 2, false },         /* overlong */
+    };
+    int bad = 0;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+        for (size_t len = cases[c].n; len <= 100; len++)
+            for (size_t at = 0; at + cases[c].n <= len; at++) {
+                char *t = malloc(len);
+                T_CHECK(t != NULL);
+                if (t == NULL)
+                    return;
+                memset(t, 'a', len);
+                memcpy(t + at, cases[c].seq, cases[c].n);
+                if (mg_utf8_valid(t, len) != cases[c].ok)
+                    bad++;
+                free(t);
+            }
+    T_EQ_INT(bad, 0);
+}
+
 T_MAIN("json", T_CASE(utf8_accepts_valid_text), T_CASE(utf8_rejects_malformed_text),
-       T_CASE(duplicate_members_found_at_any_depth))
+       T_CASE(utf8_every_position_and_length), T_CASE(duplicate_members_found_at_any_depth))
