@@ -11,7 +11,10 @@
  */
 #include "policy/policy_int.h"
 
+#include <hs.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -115,6 +118,9 @@ void mg_policy_textinfo_init(mg_policy_textinfo *ti)
     ti->iban_full = true;
     ti->n_iban = 0;
     ti->assignment = -1;
+    ti->lit_known = 0;
+    ti->lit = 0;
+    ti->lit_scanned = false;
 }
 
 /* ---- hit lists ---- */
@@ -405,7 +411,9 @@ typedef bool (*validator_fn)(const char *t, size_t len, size_t *s, size_t *e);
  *   min_digits: only over clusters of digits (with short separators
  *               between them) holding at least that many digits;
  *   needles:    only if one of these literals occurs in the text;
- *   assignment: only if a secret-ish word is followed by ':' or '='. */
+ *   assignment: only if a secret-ish word is followed by ':' or '='.
+ * Needles are found by one Hyperscan scan per text (see "literal gate"
+ * below), or by memchr on short texts and when Hyperscan cannot run. */
 typedef struct det_pattern {
     const char *re;
     validator_fn ok;
@@ -487,7 +495,13 @@ static pcre2_code *compiled[MG_POLICY_DET__COUNT][MAX_DET_PATTERNS];
  * lower bound): most strings of a reply ("assistant", "stop", ids) are
  * shorter than any secret, and skipping them saves the needle searches. */
 static uint32_t min_len[MG_POLICY_DET__COUNT][MAX_DET_PATTERNS];
+/* Each pattern's needles as a set of literal ids (see "literal gate"). */
+static uint64_t pat_lits[MG_POLICY_DET__COUNT][MAX_DET_PATTERNS];
+static const char *placeholder[MG_POLICY_DET__COUNT];
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
+/* Set (release) once compile_detectors is done: the per-call check is one
+ * load instead of a pthread_once call. */
+static atomic_bool compile_done;
 static bool compile_failed;
 
 /* memchr is vectorised; glibc's memmem is not for short needles. Search
@@ -502,11 +516,9 @@ static int rarity(char c)
     return 0;
 }
 
-#define MAX_NEEDLES 8
 typedef struct needle_meta {
     unsigned char n, k;         /* length, index of the byte memchr looks for */
 } needle_meta;
-static needle_meta needle_info[MG_POLICY_DET__COUNT][MAX_DET_PATTERNS][MAX_NEEDLES];
 
 static needle_meta needle_prepare(const char *needle)
 {
@@ -531,9 +543,85 @@ static bool has_needle(const char *t, size_t len, const char *needle, needle_met
     return false;
 }
 
+/* ---- literal gate ----
+ *
+ * Every distinct needle of every pattern gets an id (bit) once, at compile
+ * time. The first detector that needs to know whether a needle occurs in a
+ * text runs one Hyperscan block-mode scan over a literal database of all
+ * needles (case-sensitive bytes, one report per needle), and the answers
+ * for all needles land in the text's textinfo. Literal matching is exact,
+ * so the bits are has_needle's answers: the same patterns run, and hits are
+ * the same, as with the memchr gate.
+ *
+ * A scan costs some 430 instructions before it reads a byte, then about two
+ * per byte; has_needle costs a memchr call per needle. Under LIT_SCAN_MIN
+ * bytes the patterns' minimum lengths leave only "@" and "xox" to look for
+ * (every other needle-gated pattern needs 20 bytes or more), and two memchr
+ * calls are cheaper than a scan, so such texts stay on memchr. ':' and '='
+ * (has_assignment) are not in the database: every occurrence would have to
+ * be reported, which cost more per byte than the two memchr calls it saves.
+ *
+ * Hyperscan is only an optimisation: no platform support, a database that
+ * did not compile, no scratch, a scan error, or the test switch off all
+ * leave ti->lit_known empty, and has_needle answers as before (each answer
+ * cached in the textinfo). Nothing fails because of it. The scratch is the
+ * per-thread one the prefilters use (prefilter.h). */
+
+#define MAX_LITS 64
+#define LIT_SCAN_MIN 24
+
+static const char *lit_str[MAX_LITS];
+static needle_meta lit_meta[MAX_LITS];
+static size_t n_lits;
+static uint64_t lit_all;        /* bits of every needle */
+static hs_database_t *lit_db;   /* process lifetime; NULL: the memchr gate only */
+static uint64_t lit_db_id;
+static atomic_bool lit_gate_on = true;
+
+__thread unsigned long mg_policy_det_lit_scans;
+__thread unsigned long mg_policy_det_needle_searches;
+
+void mg_policy_detect_set_literal_gate(bool on) { atomic_store(&lit_gate_on, on); }
+
+/* Id of needle, added if new; -1 when the table is full. */
+static int lit_id(const char *needle)
+{
+    for (size_t i = 0; i < n_lits; i++)
+        if (strcmp(lit_str[i], needle) == 0)
+            return (int)i;
+    if (n_lits == MAX_LITS || strlen(needle) > UCHAR_MAX || needle[0] == '\0')
+        return -1;
+    lit_str[n_lits] = needle;
+    lit_meta[n_lits] = needle_prepare(needle);
+    lit_all |= 1ull << n_lits;
+    return (int)n_lits++;
+}
+
+static void lit_db_build(void)
+{
+    if (n_lits == 0 || hs_valid_platform() != HS_SUCCESS)
+        return;
+    unsigned flags[MAX_LITS], ids[MAX_LITS];
+    size_t lens[MAX_LITS];
+    for (size_t i = 0; i < n_lits; i++) {
+        lens[i] = strlen(lit_str[i]);
+        flags[i] = HS_FLAG_SINGLEMATCH;
+        ids[i] = (unsigned)i;
+    }
+    hs_compile_error_t *err = NULL;
+    if (hs_compile_lit_multi(lit_str, flags, ids, lens, (unsigned)n_lits, HS_MODE_BLOCK, NULL,
+                             &lit_db, &err) != HS_SUCCESS) {
+        hs_free_compile_error(err);
+        lit_db = NULL;
+        return;
+    }
+    lit_db_id = mg_policy_hs_new_id();
+}
+
 static void compile_detectors(void)
 {
-    for (int d = 0; d < MG_POLICY_DET__COUNT; d++)
+    for (int d = 0; d < MG_POLICY_DET__COUNT; d++) {
+        placeholder[d] = mg_policy_detector_placeholder((mg_policy_detector)d);
         for (size_t i = 0; i < detectors[d].n; i++) {
             const det_pattern *dp = &detectors[d].p[i];
             if ((compiled[d][i] = mg_policy_re_compile(dp->re, false)) == NULL)
@@ -541,18 +629,27 @@ static void compile_detectors(void)
             else if (pcre2_pattern_info(compiled[d][i], PCRE2_INFO_MINLENGTH, &min_len[d][i]) != 0)
                 min_len[d][i] = 0;
             for (size_t k = 0; dp->needles != NULL && dp->needles[k] != NULL; k++) {
-                if (k == MAX_NEEDLES) {
+                int id = lit_id(dp->needles[k]);
+                if (id < 0) {
                     compile_failed = true;  /* table too small: fail closed */
                     break;
                 }
-                needle_info[d][i][k] = needle_prepare(dp->needles[k]);
+                pat_lits[d][i] |= 1ull << id;
             }
         }
+    }
+    lit_db_build();
+    atomic_store_explicit(&compile_done, true, memory_order_release);
 }
 
-static bool word_ends_with(const char *w, size_t wn, const char *suffix)
+static void ensure_compiled(void)
 {
-    size_t n = strlen(suffix);
+    if (!atomic_load_explicit(&compile_done, memory_order_acquire))
+        pthread_once(&compile_once, compile_detectors);
+}
+
+static bool word_ends_with(const char *w, size_t wn, const char *suffix, size_t n)
+{
     if (wn < n)
         return false;
     for (size_t i = 0; i < n; i++)
@@ -564,15 +661,19 @@ static bool word_ends_with(const char *w, size_t wn, const char *suffix)
 /* Is there a `<word ending in key/token/secret/password/passwd> [:=]`? */
 static bool assignment_at(const char *t, size_t i)
 {
-    static const char *const words[] = { "key", "token", "secret", "password", "passwd" };
+    static const struct { char w[9]; unsigned char n; } words[] = {
+        { "key", 3 }, { "token", 5 }, { "secret", 6 }, { "password", 8 }, { "passwd", 6 },
+    };
     size_t e = i;
     while (e > 0 && (t[e - 1] == ' ' || t[e - 1] == '"' || t[e - 1] == '\'' || t[e - 1] == '\t'))
         e--;
     size_t b = e;
     while (b > 0 && e - b < 64 && (is_alnum(t[b - 1]) || t[b - 1] == '_' || t[b - 1] == '-'))
         b--;
+    if (e - b < 3)
+        return false;   /* shorter than every word ("f(x): ...", "a = b") */
     for (size_t k = 0; k < MG_ARRAY_LEN(words); k++)
-        if (word_ends_with(t + b, e - b, words[k]))
+        if (word_ends_with(t + b, e - b, words[k].w, words[k].n))
             return true;
     return false;
 }
@@ -584,6 +685,53 @@ static bool has_assignment(const char *t, size_t len)
         for (const char *p = t; (p = memchr(p, c, (size_t)(t + len - p))) != NULL; p++)
             if (assignment_at(t, (size_t)(p - t)))
                 return true;
+    }
+    return false;
+}
+
+static int on_lit(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
+                  void *ctx)
+{
+    uint64_t *lit = ctx;
+    *lit |= 1ull << (id % MAX_LITS);
+    /* every needle seen: stop (hs_scan then answers HS_SCAN_TERMINATED) */
+    return *lit == lit_all;
+}
+
+/* The one Hyperscan scan of a text (tried at most once per textinfo). */
+static bool lit_scan(const char *t, size_t len, mg_policy_textinfo *ti)
+{
+    ti->lit_scanned = true;
+    if (lit_db == NULL || len > UINT_MAX || !atomic_load_explicit(&lit_gate_on, memory_order_relaxed))
+        return false;
+    hs_scratch_t *s = mg_policy_hs_scratch(lit_db, lit_db_id);
+    if (s == NULL)
+        return false;
+    mg_policy_det_lit_scans++;
+    uint64_t lit = 0;
+    hs_error_t rc = hs_scan(lit_db, t, (unsigned)len, 0, s, on_lit, &lit);
+    if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED)
+        return false;
+    ti->lit_known = lit_all;
+    ti->lit = lit;
+    return true;
+}
+
+/* Whether any needle of mask occurs in the text (has_needle's answer). */
+static bool needles_present(const char *t, size_t len, mg_policy_textinfo *ti, uint64_t mask)
+{
+    if ((ti->lit_known & mask) != mask && !ti->lit_scanned && len >= LIT_SCAN_MIN)
+        lit_scan(t, len, ti);
+    if ((ti->lit & mask) != 0)
+        return true;
+    for (uint64_t m = mask & ~ti->lit_known; m != 0; m &= m - 1) {
+        unsigned i = (unsigned)__builtin_ctzll(m);
+        mg_policy_det_needle_searches++;
+        ti->lit_known |= 1ull << i;
+        if (has_needle(t, len, lit_str[i], lit_meta[i])) {
+            ti->lit |= 1ull << i;
+            return true;
+        }
     }
     return false;
 }
@@ -813,25 +961,26 @@ mg_rc mg_policy_detect_hits(mg_policy_detector d, const char *text, size_t len,
         return MG_ERR;
     if (d == MG_POLICY_DET_IBAN)
         return iban_scan(text, len, ti, out);
-    pthread_once(&compile_once, compile_detectors);
+    ensure_compiled();
     if (compile_failed)
         return MG_ERR;
-    const char *ph = mg_policy_detector_placeholder(d);
-    for (size_t i = 0; i < detectors[d].n; i++) {
-        const det_pattern *dp = &detectors[d].p[i];
+    const char *ph = placeholder[d];
+    const det_pattern *p = detectors[d].p;
+    for (size_t i = 0, n = detectors[d].n; i < n; i++) {
+        const det_pattern *dp = &p[i];
         mg_rc rc;
         if (dp->min_digits) {
             rc = run_on_clusters(compiled[d][i], dp, text, len, ti, ph, out);
         } else {
             if (len < min_len[d][i])
                 continue;   /* too short for any match of this pattern */
-            bool run = dp->needles == NULL;
-            for (size_t k = 0; !run && dp->needles[k] != NULL; k++)
-                run = has_needle(text, len, dp->needles[k], needle_info[d][i][k]);
+            bool run;
             if (dp->assignment) {
                 if (ti->assignment < 0)
                     ti->assignment = has_assignment(text, len);
                 run = ti->assignment == 1;
+            } else {
+                run = pat_lits[d][i] == 0 || needles_present(text, len, ti, pat_lits[d][i]);
             }
             rc = run ? run_pattern(compiled[d][i], dp->ok, text, len, 0, ph, out) : MG_OK;
         }
@@ -855,4 +1004,31 @@ mg_rc mg_policy_detect(mg_policy_detector d, const char *text, size_t len,
     }
     mg_policy_hits_free(&h);
     return rc;
+}
+
+/* ---- test hooks (policy_int.h) ---- */
+
+size_t mg_policy_detect_needle_count(void)
+{
+    ensure_compiled();
+    return n_lits;
+}
+
+const char *mg_policy_detect_needle(size_t i)
+{
+    ensure_compiled();
+    return i < n_lits ? lit_str[i] : NULL;
+}
+
+bool mg_policy_detect_needle_memchr(const char *text, size_t len, size_t i)
+{
+    ensure_compiled();
+    return i < n_lits && has_needle(text, len, lit_str[i], lit_meta[i]);
+}
+
+bool mg_policy_detect_literal_scan(const char *text, size_t len, mg_policy_textinfo *ti)
+{
+    ensure_compiled();
+    mg_policy_textinfo_init(ti);
+    return lit_scan(text, len, ti);
 }

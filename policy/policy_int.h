@@ -83,6 +83,12 @@ typedef struct mg_policy_textinfo {
     size_t n_iban;
     size_t iban_at[32];
     int assignment;             /* -1 not checked, 0/1 */
+    /* The literal needles the detectors gate on (detectors.c): bit i of
+     * lit_known says whether needle i was looked for, bit i of lit whether
+     * it occurs. One Hyperscan scan fills them all at once; without it,
+     * has_needle fills the bits one at a time as needed. */
+    uint64_t lit_known, lit;
+    bool lit_scanned;           /* the Hyperscan scan was tried (it is not retried) */
 } mg_policy_textinfo;
 
 void mg_policy_textinfo_init(mg_policy_textinfo *ti);
@@ -91,5 +97,24 @@ void mg_policy_textinfo_init(mg_policy_textinfo *ti);
  * NULL; when given it must belong to this very text. */
 mg_rc mg_policy_detect_hits(mg_policy_detector d, const char *text, size_t len,
                             mg_policy_textinfo *ti, mg_policy_hits *out);
+
+/* Test hooks for the detectors' literal gate (tests/unit/test_policy_needles.c);
+ * not for production use. */
+/* Whether the Hyperscan literal scan is used at all (default on; off: the
+ * memchr gate alone, as when Hyperscan is unavailable). Process-wide. */
+void mg_policy_detect_set_literal_gate(bool on);
+/* The gate's needles: how many, and needle i (NUL-terminated). */
+size_t mg_policy_detect_needle_count(void);
+const char *mg_policy_detect_needle(size_t i);
+/* Whether needle i occurs in the text, by the memchr gate alone. */
+bool mg_policy_detect_needle_memchr(const char *text, size_t len, size_t i);
+/* Runs the Hyperscan scan into a fresh ti (initialised here), whatever the
+ * text's length; false when it could not run (no platform support, no
+ * database or scratch, error, the switch above off). */
+bool mg_policy_detect_literal_scan(const char *text, size_t len, mg_policy_textinfo *ti);
+/* Per thread, since it started: Hyperscan literal scans run, and has_needle
+ * searches (one per needle looked for in one text). */
+extern __thread unsigned long mg_policy_det_lit_scans;
+extern __thread unsigned long mg_policy_det_needle_searches;
 
 #endif

@@ -55,7 +55,9 @@
  * one (a reload, another filter) pays one hs_alloc_scratch. Old and new
  * policies in flight at once, several filters with a database each and any
  * number of worker threads are therefore all served by one scratch per
- * thread; the databases themselves are read-only and shared.
+ * thread; the databases themselves are read-only and shared. The built-in
+ * detectors' literal database (detectors.c) uses the same scratch through
+ * mg_policy_hs_scratch: one allocation and one destructor per thread.
  *
  * SPDX-License-Identifier: Apache-2.0
  */
@@ -248,7 +250,7 @@ static void pf_tls_free(void *p)
 
 static void pf_key_init(void) { pf_key_ok = pthread_key_create(&pf_key, pf_tls_free) == 0; }
 
-static hs_scratch_t *scratch_for(const mg_policy_prefilter *pf)
+hs_scratch_t *mg_policy_hs_scratch(const hs_database_t *db, uint64_t id)
 {
     pf_tls *t = pf_cache;
     if (t == NULL) {
@@ -263,18 +265,20 @@ static hs_scratch_t *scratch_for(const mg_policy_prefilter *pf)
         pf_cache = t;
     }
     for (unsigned i = 0; i < SEEN_SLOTS; i++)
-        if (t->seen[i] == pf->id)
+        if (t->seen[i] == id)
             return t->scratch;
-    if (hs_alloc_scratch(pf->db, &t->scratch) != HS_SUCCESS) {
+    if (hs_alloc_scratch(db, &t->scratch) != HS_SUCCESS) {
         /* the old scratch is either kept or freed and NULLed: either way
          * nothing it was validated for can be trusted any more */
         memset(t->seen, 0, sizeof(t->seen));
         return NULL;
     }
-    t->seen[t->next] = pf->id;
+    t->seen[t->next] = id;
     t->next = (t->next + 1) % SEEN_SLOTS;
     return t->scratch;
 }
+
+uint64_t mg_policy_hs_new_id(void) { return atomic_fetch_add(&pf_next_id, 1); }
 
 /* ---- scan ---- */
 
@@ -292,7 +296,7 @@ bool mg_policy_prefilter_scan(const mg_policy_prefilter *pf, const char *t, size
     memset(maybe, 0, MG_POLICY_PF_WORDS * sizeof(uint64_t));
     if (pf == NULL || len > UINT_MAX)
         return false;
-    hs_scratch_t *s = scratch_for(pf);
+    hs_scratch_t *s = mg_policy_hs_scratch(pf->db, pf->id);
     if (s == NULL)
         return false;
     return hs_scan(pf->db, t, (unsigned)len, 0, s, on_match, maybe) == HS_SUCCESS;

@@ -48,6 +48,18 @@ mg_policy_pf_text mg_policy_prefilter_classify(const char *t, size_t len);
 bool mg_policy_prefilter_scan(const mg_policy_prefilter *pf, const char *t, size_t len,
                               uint64_t maybe[MG_POLICY_PF_WORDS]);
 
+/* The per-thread scratch machinery, for the other Hyperscan databases of
+ * policy/ (the built-in detectors' literal database). A database gets an id
+ * from mg_policy_hs_new_id once (process-unique, never reused); then
+ * mg_policy_hs_scratch returns the calling thread's one scratch, made valid
+ * for that database (owned by the thread, freed at its exit; do not free),
+ * or NULL when none could be allocated. The scratch is shared with the
+ * prefilters, so it must not be used across a call into them. */
+struct hs_database;
+struct hs_scratch;
+uint64_t mg_policy_hs_new_id(void);
+struct hs_scratch *mg_policy_hs_scratch(const struct hs_database *db, uint64_t id);
+
 /* Whether run_filter consults prefilters at all (default on). For tests,
  * which compare verdicts with and without it; not for production use. */
 void mg_policy_prefilter_set_enabled(bool on);
