@@ -37,11 +37,109 @@ static void free_prices(mg_usage_price *p, size_t n);
 /* ---- codec ---------------------------------------------------------------- */
 
 /* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, init and final xor
- * 0xFFFFFFFF: the same as zlib's crc32) computed slice-by-8: eight table
- * lookups per 8 bytes instead of one per byte. The values are unchanged, so
- * journals written before still replay. */
+ * 0xFFFFFFFF: the same as zlib's crc32). The values never change (old
+ * journals must replay); only the way they are computed does:
+ *   - with PCLMULQDQ (checked at run time), 64 bytes a step by carry-less
+ *     multiplication ("folding"), ~0.3 instructions a byte instead of ~2.9;
+ *   - otherwise, and for the last < 16 bytes, slice-by-8 tables.
+ * tests/unit/test_usage_fast.c compares both with the bytewise definition
+ * at every length 0..2048 and several alignments. */
 static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static bool crc_use_clmul;
+
+/* The raw table update: state c (no init/final xor) over s[0..n). */
+static uint32_t crc_tables(uint32_t c, const uint8_t *s, size_t n)
+{
+    while (n >= 8) {
+        /* byte loads, so neither alignment nor host byte order matters */
+        uint32_t lo = c ^ ((uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24);
+        c = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^ crc_table[5][(lo >> 16) & 0xFF] ^
+            crc_table[4][lo >> 24] ^ crc_table[3][s[4]] ^ crc_table[2][s[5]] ^ crc_table[1][s[6]] ^
+            crc_table[0][s[7]];
+        s += 8;
+        n -= 8;
+    }
+    while (n--)
+        c = crc_table[0][(c ^ *s++) & 0xFF] ^ (c >> 8);
+    return c;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <wmmintrin.h>
+#define MG_CRC_CLMUL 1
+
+/* The folding, from the algebra (all polynomials over GF(2), P the CRC-32
+ * polynomial x^32 + ... + 1, 0x104C11DB7):
+ * The reflected CRC reads bit 0 of byte 0 as the highest power, so 16
+ * message bytes loaded little-endian into a 128-bit register X hold the
+ * polynomial sum X[i] x^(127-i); its low qword h and high qword l are
+ * 64-bit reflected values with X = h x^64 + l. A block X followed by D more
+ * message bits contributes X x^D = h x^(D+64) + l x^D, and modulo P that is
+ * h (x^(D+64) mod P) + l (x^D mod P): two 64 x 32-bit products of at most
+ * 95 bits, which fit the 128-bit register the next block is xored into.
+ * PCLMULQDQ of two reflected 64-bit values a, b yields the reflected
+ * 128-bit value of x a b (bit k of the product is the power 126 - k, where
+ * the register reads 127 - k), so the constants are x^(D+63) mod P and
+ * x^(D-1) mod P, reflected into a 64-bit lane (power e at bit 63 - e).
+ * Folding keeps the message congruent mod P, and never shortens it below
+ * the 128 bits of the register, so at the end the register's 16 bytes plus
+ * the unfolded tail are a message with the same CRC remainder: the tables
+ * finish from state 0. The initial 0xFFFFFFFF is xored into the first four
+ * message bytes, which is what the init value means. */
+static __m128i crc_k512, crc_k128;   /* fold by 4 x 128 bits, by 128 bits */
+
+static uint64_t crc_xpow_refl(unsigned k)   /* x^k mod P, reflected into 64 bits */
+{
+    uint64_t r = 1;   /* bit e: x^e, degree < 32 */
+    for (unsigned i = 0; i < k; i++) {
+        r <<= 1;
+        if (r & (1ull << 32))
+            r ^= 0x104C11DB7ull;
+    }
+    uint64_t out = 0;
+    for (int e = 0; e < 32; e++)
+        if (r >> e & 1)
+            out |= 1ull << (63 - e);
+    return out;
+}
+
+__attribute__((target("pclmul,sse2"))) static inline __m128i crc_fold(__m128i x, __m128i k)
+{
+    return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
+}
+
+/* n >= 64 */
+__attribute__((target("pclmul,sse2"))) static uint32_t crc_clmul(const uint8_t *s, size_t n)
+{
+    const __m128i k512 = crc_k512, k128 = crc_k128;
+    __m128i a0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)s), _mm_cvtsi32_si128(-1));
+    __m128i a1 = _mm_loadu_si128((const __m128i *)(s + 16));
+    __m128i a2 = _mm_loadu_si128((const __m128i *)(s + 32));
+    __m128i a3 = _mm_loadu_si128((const __m128i *)(s + 48));
+    s += 64;
+    n -= 64;
+    while (n >= 64) {
+        a0 = _mm_xor_si128(crc_fold(a0, k512), _mm_loadu_si128((const __m128i *)s));
+        a1 = _mm_xor_si128(crc_fold(a1, k512), _mm_loadu_si128((const __m128i *)(s + 16)));
+        a2 = _mm_xor_si128(crc_fold(a2, k512), _mm_loadu_si128((const __m128i *)(s + 32)));
+        a3 = _mm_xor_si128(crc_fold(a3, k512), _mm_loadu_si128((const __m128i *)(s + 48)));
+        s += 64;
+        n -= 64;
+    }
+    __m128i a = _mm_xor_si128(crc_fold(a0, k128), a1);
+    a = _mm_xor_si128(crc_fold(a, k128), a2);
+    a = _mm_xor_si128(crc_fold(a, k128), a3);
+    while (n >= 16) {
+        a = _mm_xor_si128(crc_fold(a, k128), _mm_loadu_si128((const __m128i *)s));
+        s += 16;
+        n -= 16;
+    }
+    uint8_t last[16];
+    _mm_storeu_si128((__m128i *)last, a);
+    return crc_tables(crc_tables(0, last, 16), s, n) ^ 0xFFFFFFFFu;
+}
+#endif
 
 static void crc_init(void)
 {
@@ -54,25 +152,36 @@ static void crc_init(void)
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
             crc_table[t][i] = crc_table[0][crc_table[t - 1][i] & 0xFF] ^ (crc_table[t - 1][i] >> 8);
+#ifdef MG_CRC_CLMUL
+    /* lane 0 multiplies the low qword h (x^(D+63)), lane 1 the high one l (x^(D-1)) */
+    crc_k512 = _mm_set_epi64x((long long)crc_xpow_refl(511), (long long)crc_xpow_refl(575));
+    crc_k128 = _mm_set_epi64x((long long)crc_xpow_refl(127), (long long)crc_xpow_refl(191));
+    __builtin_cpu_init();
+    crc_use_clmul = __builtin_cpu_supports("pclmul");
+#endif
+}
+
+/* Exposed for the tests (usage_int.h): the table path alone. */
+uint32_t mg_usage_crc32_tables(const void *p, size_t n)
+{
+    pthread_once(&crc_once, crc_init);
+    return crc_tables(0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
+}
+
+bool mg_usage_crc32_accelerated(void)
+{
+    pthread_once(&crc_once, crc_init);
+    return crc_use_clmul;
 }
 
 uint32_t mg_usage_crc32(const void *p, size_t n)
 {
     pthread_once(&crc_once, crc_init);
-    const uint8_t *s = p;
-    uint32_t c = 0xFFFFFFFFu;
-    while (n >= 8) {
-        /* byte loads, so neither alignment nor host byte order matters */
-        uint32_t lo = c ^ ((uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24);
-        c = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^ crc_table[5][(lo >> 16) & 0xFF] ^
-            crc_table[4][lo >> 24] ^ crc_table[3][s[4]] ^ crc_table[2][s[5]] ^ crc_table[1][s[6]] ^
-            crc_table[0][s[7]];
-        s += 8;
-        n -= 8;
-    }
-    while (n--)
-        c = crc_table[0][(c ^ *s++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+#ifdef MG_CRC_CLMUL
+    if (crc_use_clmul && n >= 64)
+        return crc_clmul(p, n);
+#endif
+    return crc_tables(0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
 }
 
 static const uint8_t MAGIC[4] = {0xFF, 'M', 'G', 'J'};
@@ -142,6 +251,67 @@ static char *put_i64(char *d, int64_t v)
     return put_u64(d, (uint64_t)v);
 }
 
+/* Length of the prefix of s[0..n) that put_json_chars copies as is: bytes
+ * 0x20..0x7E except '"' and '\\' (JSON_CLASS 0). Non-ASCII bytes end it too
+ * (the byte loop checks their UTF-8); a string that is all plain, nearly
+ * every one, is then a single memcpy. 16 bytes a step with SSE2; the last
+ * partial step re-reads the final 16 bytes of the string (never past it),
+ * shorter strings go 8 or 4 bytes a step the same way. */
+static inline bool plain_swar8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    /* a byte is zero in y  <=>  (y - 1) & ~y has its high bit set */
+#define MG_HASZERO(y) ((((y) - ones) & ~(y) & high) != 0)
+    uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\'), del = x ^ (ones * 0x7F);
+    bool special = (x & high) || ((x - ones * 0x20) & ~x & high) || MG_HASZERO(q) || MG_HASZERO(bs) ||
+                   MG_HASZERO(del);
+#undef MG_HASZERO
+    return !special;
+}
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+static inline unsigned special16(const char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    /* signed: bytes 0x80..0xFF are negative, so one compare covers < 0x20 and >= 0x80 */
+    __m128i m = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                             _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                          _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
+                                                       _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7F)))));
+    return (unsigned)_mm_movemask_epi8(m);
+}
+#endif
+
+static size_t plain_prefix(const char *s, size_t n)
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    if (n >= 16) {
+        for (; i + 16 <= n; i += 16) {
+            unsigned m = special16(s + i);
+            if (m) return i + (size_t)__builtin_ctz(m);
+        }
+        if (i == n) return n;
+        unsigned m = special16(s + n - 16);   /* the bytes before i are plain */
+        return m ? n - 16 + (size_t)__builtin_ctz(m) : n;
+    }
+#endif
+    if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        if (plain_swar8(a) && plain_swar8(b)) return n;
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (plain_swar8((uint64_t)a << 32 | b)) return n;
+    }
+    while (i < n && JSON_CLASS[(unsigned char)s[i]] == 0) i++;
+    return i;
+}
+
 /* JSON string body (no quotes); invalid UTF-8 bytes become U+FFFD so
  * PostgreSQL never rejects the row over an encoding error in, say, a subject
  * claim. Writes at most 6 bytes per input byte. */
@@ -150,7 +320,12 @@ static char *put_json_chars(char *d, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
     size_t run = 0;   /* start of the pending run of plain bytes */
-    for (size_t i = 0; i < n;) {
+    size_t i = plain_prefix(s, n);
+    if (i == n) {
+        memcpy(d, s, n);
+        return d + n;
+    }
+    while (i < n) {
         uint8_t k = JSON_CLASS[u[i]];
         size_t l = 1;
         if (k == 0 || (k == 3 && (l = utf8_len(u + i, n - i)) > 0)) {

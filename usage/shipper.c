@@ -503,11 +503,17 @@ bool mg_usage_copy_line_slow(mg_buf *b, size_t seq, const char *raw, size_t len)
  * records) makes the whole record take the cJSON path, so the rows are
  * identical either way; tests/unit/test_usage_encode.c compares the two. */
 
-typedef struct fval {
-    const char *p;   /* the value's first byte, NULL if absent */
-    size_t n;
-    char kind;       /* 's' string, 'n' number, 't' true, 'f' false, 'z' null, 'j' raw JSON */
-} fval;
+/* Where each field's value is in one record: raw[off, off + n), and its
+ * kind: 's' string with escapes, 'p' string without any backslash, 'n'
+ * number, 't' true, 'f' false, 'z' null, 'j' compact JSON; 0 absent.
+ * Offsets fit 32 bits: a payload is at most MG_JREC_MAX. */
+#define NFIELDS 24
+struct mg_usage_walk {
+    uint32_t off[NFIELDS], n[NFIELDS];
+    char kind[NFIELDS];
+};
+_Static_assert(NFIELDS == sizeof FIELDS / sizeof FIELDS[0], "NFIELDS");
+enum { F_REQUEST_ID = 0, F_TS = 1, F_INCOMPLETE = 21 };
 
 static bool field_is(int f, const char *k, size_t n)
 {
@@ -528,17 +534,42 @@ static int field_index(const char *k, size_t n, int prev)
     return -1;
 }
 
-/* A JSON string at s[0] == '"' whose unescaping is simple (no \u0000, no
- * surrogates, no raw control bytes); returns its end (after the closing
- * quote) or NULL. */
 /* bytes that end a run of plain string bytes: quote, backslash, controls */
 static const uint8_t STR_STOP[256] = {[0x00 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1};
 
-static const char *scan_str(const char *s, const char *end)
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* The first byte of s[0..end) that is a quote, a backslash or a control
+ * byte, or end. 16 bytes a step while 16 remain (never reads past end). */
+static inline const char *skip_plain(const char *s, const char *end)
 {
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+    while (end - s >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)s);
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)),
+                                 _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));   /* v <= 0x1F unsigned */
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        if (bits)
+            return s + __builtin_ctz(bits);
+        s += 16;
+    }
+#endif
+    while (s < end && !STR_STOP[(unsigned char)*s])
+        s++;
+    return s;
+}
+
+/* A JSON string at s[0] == '"' whose unescaping is simple (no \u0000, no
+ * surrogates, no raw control bytes); returns its end (after the closing
+ * quote) or NULL. *esc: whether it has any backslash escape. */
+static const char *scan_str(const char *s, const char *end, bool *esc)
+{
+    *esc = false;
     for (s++; s < end; s++) {
-        while (s < end && !STR_STOP[(unsigned char)*s])
-            s++;
+        s = skip_plain(s, end);
         if (s >= end)
             return NULL;
         unsigned char c = (unsigned char)*s;
@@ -546,8 +577,7 @@ static const char *scan_str(const char *s, const char *end)
             return s + 1;
         if (c < 0x20)
             return NULL;
-        if (c != '\\')
-            continue;
+        *esc = true;   /* c == '\\' */
         if (++s >= end)
             return NULL;
         switch (*s) {
@@ -720,64 +750,160 @@ static char *put_json_str(char *d, const char *s, size_t n)
     return d;
 }
 
-bool mg_usage_copy_line(mg_buf *b, size_t seq, const char *raw, size_t len)
+/* One value of field f at s (a key's colon behind it): its end and kind,
+ * or NULL if it is not a form the fast path takes. */
+static const char *scan_value(int f, const char *s, const char *end, char *kind)
 {
-    fval v[MG_ARRAY_LEN(FIELDS)];
-    memset(v, 0, sizeof v);
+    ftype t = FIELDS[f].t;
+    if (*s == 'n' && end - s >= 4 && memcmp(s, "null", 4) == 0) {
+        *kind = 'z';
+        return s + 4;
+    }
+    if (t == F_JSON) {
+        *kind = 'j';
+        return scan_canon(s, end, 0);
+    }
+    if (*s == '"') {
+        bool esc;
+        const char *e = t == F_TEXT ? scan_str(s, end, &esc) : NULL;
+        *kind = e && !esc ? 'p' : 's';
+        return e;
+    }
+    if (*s == 't' && t == F_BOOL && end - s >= 4 && memcmp(s, "true", 4) == 0) {
+        *kind = 't';
+        return s + 4;
+    }
+    if (*s == 'f' && t == F_BOOL && end - s >= 5 && memcmp(s, "false", 5) == 0) {
+        *kind = 'f';
+        return s + 5;
+    }
+    if (t == F_INT || t == F_NUM) {
+        int id, fd;
+        const char *e = scan_num(s, end, &id, &fd);
+        /* integers of <= 15 digits are exact in a double; decimals only for numeric(20,10) */
+        if (e && !(fd < 0 ? id <= 15 : t == F_NUM && id <= 5 && fd <= 10))
+            e = NULL;
+        *kind = 'n';
+        return e;
+    }
+    return NULL;
+}
+
+/* The general fast walk: any key order, keys absent. False: cJSON path. */
+static bool walk_any(const char *raw, size_t len, struct mg_usage_walk *w)
+{
+    memset(w->kind, 0, sizeof w->kind);
     const char *s = raw, *end = raw + len;
     int f = -1;
     if (len < 2 || *s != '{')
-        goto slow;
+        return false;
     s++;
     if (*s != '}') {
         for (;;) {
             if (s >= end || *s != '"')
-                goto slow;
+                return false;
             const char *k = s + 1;
             const char *ke = memchr(k, '"', (size_t)(end - k));
             if (ke == NULL || ke + 1 >= end || ke[1] != ':')
-                goto slow;
+                return false;
             f = field_index(k, (size_t)(ke - k), f);
-            if (f < 0 || v[f].p != NULL || memchr(k, '\\', (size_t)(ke - k)) != NULL)
-                goto slow;
+            if (f < 0 || w->kind[f] || memchr(k, '\\', (size_t)(ke - k)) != NULL)
+                return false;
             s = ke + 2;
             if (s >= end)
-                goto slow;
-            const char *e;
+                return false;
             char kind;
-            ftype t = FIELDS[f].t;
-            if (*s == 'n' && end - s >= 4 && memcmp(s, "null", 4) == 0) {
-                e = s + 4; kind = 'z';
-            } else if (t == F_JSON) {
-                e = scan_canon(s, end, 0); kind = 'j';
-            } else if (*s == '"') {
-                e = t == F_TEXT ? scan_str(s, end) : NULL; kind = 's';
-            } else if (*s == 't' && t == F_BOOL && end - s >= 4 && memcmp(s, "true", 4) == 0) {
-                e = s + 4; kind = 't';
-            } else if (*s == 'f' && t == F_BOOL && end - s >= 5 && memcmp(s, "false", 5) == 0) {
-                e = s + 5; kind = 'f';
-            } else if (t == F_INT || t == F_NUM) {
-                int id, fd;
-                e = scan_num(s, end, &id, &fd);
-                /* integers of <= 15 digits are exact in a double; decimals only for numeric(20,10) */
-                if (e && !(fd < 0 ? id <= 15 : t == F_NUM && id <= 5 && fd <= 10))
-                    e = NULL;
-                kind = 'n';
-            } else {
-                e = NULL; kind = 0;
-            }
+            const char *e = scan_value(f, s, end, &kind);
             if (e == NULL)
-                goto slow;
-            v[f] = (fval){s, (size_t)(e - s), kind};
+                return false;
+            w->off[f] = (uint32_t)(s - raw);
+            w->n[f] = (uint32_t)(e - s);
+            w->kind[f] = kind;
             s = e;
             if (s < end && *s == ',') { s++; continue; }
             if (s < end && *s == '}') break;
-            goto slow;
+            return false;
         }
     }
-    if (s + 1 != end)    /* anything after the object (cJSON would ignore it): keep its verdict */
-        goto slow;
-    if (mg_buf_reserve(b, 2 * len + 3 * MG_ARRAY_LEN(FIELDS) + 24) != MG_OK)
+    return s + 1 == end;   /* anything after the object (cJSON would ignore it): keep its verdict */
+}
+
+/* The encoder's own form: {"ts": then ,"request_id": and the other keys in
+ * FIELDS order, each exactly once, nothing else. For such a record it gives
+ * exactly walk_any's answer (same values through scan_value), comparing
+ * each key as a whole instead of finding and looking it up; anything else
+ * is false and the caller takes walk_any. Keys are compared in 8-byte words:
+ * the first 8, the last 8 and, if longer than 16, bytes 8..15. */
+static struct {
+    uint64_t w0, w1, w2;
+    uint8_t n, o1;
+} KEYW[NFIELDS];
+static pthread_once_t keyw_once = PTHREAD_ONCE_INIT;
+static const uint8_t ENC_ORDER[NFIELDS] = {1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                           12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
+
+static void keyw_init(void)
+{
+    if (strcmp(FIELDS[F_REQUEST_ID].name, "request_id") || strcmp(FIELDS[F_TS].name, "ts") ||
+        strcmp(FIELDS[F_INCOMPLETE].name, "incomplete"))
+        abort();   /* the F_ indexes must follow FIELDS */
+    for (int f = 0; f < NFIELDS; f++) {
+        char k[40];
+        int n = snprintf(k, sizeof k, ",\"%s\":", FIELDS[f].name);
+        if (f == F_TS)
+            continue;   /* first, as {"ts": */
+        if (n < 8 || n > 24)
+            abort();   /* cannot happen: the other names are 5..17 bytes */
+        KEYW[f].n = (uint8_t)n;
+        KEYW[f].o1 = n > 16 ? 8 : 0;
+        memcpy(&KEYW[f].w0, k, 8);
+        memcpy(&KEYW[f].w1, k + KEYW[f].o1, 8);
+        memcpy(&KEYW[f].w2, k + n - 8, 8);
+    }
+}
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static bool walk_encoder(const char *raw, size_t len, struct mg_usage_walk *w)
+{
+    const char *s = raw, *end = raw + len;
+    if (len < 8 || memcmp(s, "{\"ts\":", 6) != 0)
+        return false;
+    s += 6;
+    for (int i = 0; i < NFIELDS; i++) {
+        int f = ENC_ORDER[i];
+        if (i > 0) {
+            size_t kn = KEYW[f].n;
+            if ((size_t)(end - s) < kn || load8(s) != KEYW[f].w0 || load8(s + KEYW[f].o1) != KEYW[f].w1 ||
+                load8(s + kn - 8) != KEYW[f].w2)
+                return false;
+            s += kn;
+        }
+        if (s >= end)
+            return false;
+        char kind;
+        const char *e = scan_value(f, s, end, &kind);
+        if (e == NULL)
+            return false;
+        w->off[f] = (uint32_t)(s - raw);
+        w->n[f] = (uint32_t)(e - s);
+        w->kind[f] = kind;
+        s = e;
+    }
+    return end - s == 1 && *s == '}';
+}
+
+/* The COPY line for a walked record. Writes into room reserved
+ * beforehand: at most two bytes out per byte of the record (COPY escaping
+ * doubles a byte; a \uXXXX escape is six bytes in, at most three out). */
+static bool emit_line(mg_buf *b, size_t seq, const char *raw, size_t len, const struct mg_usage_walk *w)
+{
+    if (mg_buf_reserve(b, 2 * len + 3 * NFIELDS + 24) != MG_OK)
         return mg_usage_copy_line_slow(b, seq, raw, len);   /* it reports the failure its own way */
     char *d = b->p + b->len, tmp[20];
     size_t tn = sizeof tmp;
@@ -785,27 +911,39 @@ bool mg_usage_copy_line(mg_buf *b, size_t seq, const char *raw, size_t len)
     do { tmp[--tn] = (char)('0' + sv % 10); sv /= 10; } while (sv);
     memcpy(d, tmp + tn, sizeof tmp - tn);
     d += sizeof tmp - tn;
-    for (f = 0; f < (int)MG_ARRAY_LEN(FIELDS); f++) {
+    for (int f = 0; f < NFIELDS; f++) {
         *d++ = '\t';
-        switch (v[f].p ? v[f].kind : 'z') {
+        const char *v = raw + w->off[f];
+        switch (w->kind[f] ? w->kind[f] : 'z') {
         case 'z':
-            if (FIELDS[f].t == F_BOOL && strcmp(FIELDS[f].name, "incomplete") == 0) {
+            if (f == F_INCOMPLETE) {
                 *d++ = 'f';    /* records from before start records existed */
             } else {
                 *d++ = '\\';
                 *d++ = 'N';
             }
             break;
-        case 's': d = put_json_str(d, v[f].p, v[f].n); break;
+        case 's': d = put_json_str(d, v, w->n[f]); break;
         case 't': *d++ = 't'; break;
         case 'f': *d++ = 'f'; break;
-        default: d = put_copy_escaped(d, v[f].p, v[f].n); break;   /* numbers, compact JSON */
+        /* A string without backslashes has no control bytes either (scan_str),
+         * a number is -, digits and '.', compact JSON has neither backslashes
+         * nor control bytes (scan_canon): nothing for COPY to escape. */
+        case 'p': memcpy(d, v + 1, w->n[f] - 2); d += w->n[f] - 2; break;
+        default: memcpy(d, v, w->n[f]); d += w->n[f]; break;   /* numbers, compact JSON */
         }
     }
     *d++ = '\n';
     b->len = (size_t)(d - b->p);
     return true;
-slow:
+}
+
+bool mg_usage_copy_line(mg_buf *b, size_t seq, const char *raw, size_t len)
+{
+    struct mg_usage_walk w;
+    pthread_once(&keyw_once, keyw_init);
+    if (len <= MG_JREC_MAX && (walk_encoder(raw, len, &w) || walk_any(raw, len, &w)))
+        return emit_line(b, seq, raw, len, &w);
     return mg_usage_copy_line_slow(b, seq, raw, len);
 }
 
@@ -827,6 +965,7 @@ struct mg_usage_idref {
     uint32_t off, len;       /* the id's raw JSON bytes (no quotes), from the payload start */
     uint32_t hash;
     uint8_t kind;
+    bool walked;             /* set->walk[i] holds the record's fields (walk_encoder) */
 };
 
 #define KEYLIT(k) {",\"" k "\":", sizeof(",\"" k "\":") - 1}
@@ -901,6 +1040,28 @@ static int rec_kind(const char *p, size_t n, struct mg_usage_idref *r)
     return s < end && (*s == ',' || *s == '}') ? kind : REC_OTHER;
 }
 
+/* rec_kind's answer for a record walk_encoder accepted, without walking it
+ * again, or -1 when only rec_kind can tell. Such a record has rec_kind's
+ * shape -- ts and request_id, then the same keys, each value null, true,
+ * false, a number (one TOKEN run) or a string -- so the answers agree as
+ * long as ts and request_id are strings, incomplete is a boolean and every
+ * string up to incomplete ends where skip_str says it does. That is sure
+ * for strings without a backslash ('p'); with escapes ('s') scan_str and
+ * skip_str can disagree on a malformed \u escape (scan_str reads
+ * "\u001\"" as one escape), so those records are left to rec_kind. */
+static int walk_kind(const struct mg_usage_walk *w, struct mg_usage_idref *r)
+{
+    char t = w->kind[F_TS], id = w->kind[F_REQUEST_ID], inc = w->kind[F_INCOMPLETE];
+    for (int f = 0; f <= F_INCOMPLETE; f++)
+        if (w->kind[f] == 's')
+            return -1;
+    if (t != 'p' || id != 'p' || (inc != 't' && inc != 'f'))
+        return REC_OTHER;
+    r->off = w->off[F_REQUEST_ID] + 1;
+    r->len = w->n[F_REQUEST_ID] - 2;
+    return inc == 't' ? REC_START : REC_FINAL;
+}
+
 static uint32_t id_hash(const char *s, size_t n)
 {
     uint32_t h = 2166136261u;   /* FNV-1a */
@@ -913,16 +1074,19 @@ void mg_usage_idset_free(mg_usage_idset *set)
 {
     free(set->slot);
     free(set->ref);
+    free(set->walk);
     memset(set, 0, sizeof *set);
 }
 
 size_t mg_usage_coalesce(const char *data, const mg_usage_rec *recs, size_t n, bool *drop, mg_usage_idset *set)
 {
+    set->walked = 0;
     if (n == 0)
         return 0;
     memset(drop, 0, n * sizeof *drop);
     if (n < 2 || n >= (1u << 30))
         return 0;
+    pthread_once(&keyw_once, keyw_init);
     size_t cap = 16;
     while (cap < 2 * n)   /* load factor <= 1/2 */
         cap <<= 1;
@@ -940,12 +1104,28 @@ size_t mg_usage_coalesce(const char *data, const mg_usage_rec *recs, size_t n, b
         set->ref = r;
         set->nref = n;
     }
+    if (set->nwalk < n) {   /* without it (no memory) every record takes rec_kind */
+        struct mg_usage_walk *w = realloc(set->walk, n * sizeof *w);
+        if (w != NULL) {
+            set->walk = w;
+            set->nwalk = n;
+        }
+    }
+    struct mg_usage_walk *walk = set->nwalk >= n ? set->walk : NULL;
     memset(set->slot, 0, cap * sizeof *set->slot);
     size_t mask = cap - 1, starts = 0;
     struct mg_usage_idref *ref = set->ref;
     for (size_t i = 0; i < n; i++) {
         const char *p = data + recs[i].pos;
-        ref[i].kind = recs[i].len <= MG_JREC_MAX ? (uint8_t)rec_kind(p, recs[i].len, &ref[i]) : REC_OTHER;
+        int kind = -1;
+        ref[i].walked = false;
+        if (recs[i].len > MG_JREC_MAX)
+            kind = REC_OTHER;
+        else if (walk && walk_encoder(p, recs[i].len, &walk[i])) {
+            ref[i].walked = true;
+            kind = walk_kind(&walk[i], &ref[i]);
+        }
+        ref[i].kind = (uint8_t)(kind >= 0 ? kind : rec_kind(p, recs[i].len, &ref[i]));
         if (ref[i].kind == REC_START)
             starts++;
         if (ref[i].kind != REC_FINAL)
@@ -982,7 +1162,24 @@ size_t mg_usage_coalesce(const char *data, const mg_usage_rec *recs, size_t n, b
             }
         }
     }
+    set->walked = walk ? n : 0;
     return dropped;
+}
+
+bool mg_usage_copy_batch(mg_buf *b, const char *data, const mg_usage_rec *recs, size_t n, const bool *drop,
+                         const mg_usage_idset *set)
+{
+    bool walked = set->walked == n && n > 0;
+    for (size_t i = 0; i < n; i++) {
+        if (drop[i])
+            continue;
+        const char *raw = data + recs[i].pos;
+        bool ok = walked && set->ref[i].walked ? emit_line(b, i, raw, recs[i].len, &set->walk[i])
+                                               : mg_usage_copy_line(b, i, raw, recs[i].len);
+        if (!ok)
+            return false;
+    }
+    return true;
 }
 
 static bool copy_data(shipper *S, const mg_buf *data, char state[6], mg_buf *err)
@@ -1109,9 +1306,8 @@ static int ship_bulk(shipper *S, long long *inserted, long long *upgraded, char 
 {
     mg_buf_reset(&S->copy);
     mg_usage_coalesce(S->data.p, S->recs, S->nrecs, S->drop, &S->ids);
-    for (size_t i = 0; i < S->nrecs; i++)
-        if (!S->drop[i] && !mg_usage_copy_line(&S->copy, i, S->data.p + S->recs[i].pos, S->recs[i].len))
-            return 1;
+    if (!mg_usage_copy_batch(&S->copy, S->data.p, S->recs, S->nrecs, S->drop, &S->ids))
+        return 1;
     if (!db_cmd(S, "BEGIN", state, err))
         return -1;
     bool ok = copy_data(S, &S->copy, state, err) && move_rows(S, inserted, upgraded, state, err) &&

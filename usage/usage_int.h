@@ -22,7 +22,13 @@
 #define MG_JREC_MAX (1u << 20)
 #define MG_JSEG_NAME_LEN 32           /* "seg-%016llu-w%03u.mgj" + NUL, with room */
 
+/* CRC-32 (IEEE, as zlib's crc32) of p[0..n). Uses PCLMULQDQ when the CPU
+ * has it, else slice-by-8 tables; the value is the same either way.
+ * _tables: always the table path; _accelerated: whether the CPU path is
+ * used (both for the tests). */
 uint32_t mg_usage_crc32(const void *p, size_t n);
+uint32_t mg_usage_crc32_tables(const void *p, size_t n);
+bool mg_usage_crc32_accelerated(void);
 
 /* Appends one complete record (header + JSON payload) for ev to out.
  * MG_ERR if ev has no request_id or the payload would exceed MG_JREC_MAX. */
@@ -46,11 +52,15 @@ typedef struct mg_usage_rec {
 /* Scratch memory for mg_usage_coalesce, reused from batch to batch (grown,
  * never shrunk). Zero-initialise; release with mg_usage_idset_free. */
 struct mg_usage_idref;
+struct mg_usage_walk;
 typedef struct mg_usage_idset {
     uint32_t *slot;               /* open addressing: 1 + record index of a final, 0 = empty */
     size_t cap;                   /* slots allocated (a power of two) */
     struct mg_usage_idref *ref;   /* per record: where its id is, its hash, start/final */
     size_t nref;                  /* refs allocated */
+    struct mg_usage_walk *walk;   /* per record: where each field's value is (encoder form) */
+    size_t nwalk;                 /* walks allocated */
+    size_t walked;                /* records of the last mg_usage_coalesce batch with walks; 0 none */
 } mg_usage_idset;
 
 /* Start-record coalescing for one batch of n records (payloads at
@@ -66,6 +76,14 @@ typedef struct mg_usage_idset {
  * parsed beyond "incomplete". On allocation failure, or n >= 2^30, marks
  * nothing (everything kept) and returns 0. */
 size_t mg_usage_coalesce(const char *data, const mg_usage_rec *recs, size_t n, bool *drop, mg_usage_idset *set);
+/* Appends the COPY lines (seq = record index) of every record not marked
+ * in drop, the same bytes as mg_usage_copy_line record by record. set is
+ * the one the last mg_usage_coalesce call filled for this very batch (same
+ * data, recs and n): the positions it found while classifying a record in
+ * the encoder's form are reused, so such a record is walked once. False as
+ * soon as one record is not a JSON object (lines appended so far stay). */
+bool mg_usage_copy_batch(mg_buf *b, const char *data, const mg_usage_rec *recs, size_t n, const bool *drop,
+                         const mg_usage_idset *set);
 void mg_usage_idset_free(mg_usage_idset *set);
 
 typedef enum mg_jdec {
