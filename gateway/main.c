@@ -13,10 +13,12 @@
 #include "usage/usage.h"
 #include "auth/auth.h"
 #include "policy/store.h"
+#include "policy/prefilter.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const char usage_text[] =
     "usage: modelgate <command> [options]\n"
@@ -123,6 +125,15 @@ static int cmd_serve(int argc, char **argv)
                "limits.drain_timeout, then exit 0.\n");
         return 0;
     }
+    /* Hyperscan databases are compiled in a child run of this executable,
+     * keeping the compiler's memory and any runaway compile out of the
+     * gateway (policy/prefilter.c) */
+    static char self_exe[4096];
+    ssize_t self_len = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
+    if (self_len > 0) {   /* the path, not /proc/self/exe: valgrind runs us as its own binary */
+        self_exe[self_len] = '\0';
+        mg_policy_hs_set_compiler(self_exe);
+    }
     int bad;
     const char *path = config_path(argc, argv, &bad);
     if (bad)
@@ -218,6 +229,9 @@ static int cmd_with_config(int argc, char **argv, int (*fn)(int, char **, const 
 
 int main(int argc, char **argv)
 {
+    /* internal: Hyperscan compiles for `serve`, in a child (policy/prefilter.c) */
+    if (argc == 2 && strcmp(argv[1], "__hs-compile") == 0)
+        return mg_policy_hs_compile_main();
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);

@@ -101,6 +101,7 @@ void mg_policy_unref(mg_policy *p)
 
 void mg_policy_prefilter_attach(mg_policy *p)
 {
+    mg_policy_detectors_prepare();
     for (size_t i = 0; i < p->doc->n_filters; i++) {
         mg_policy_cfilter *f = &p->filters[i];
         if (f->n_re == 0 || atomic_load_explicit(&f->pf, memory_order_acquire) != NULL)

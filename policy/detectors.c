@@ -608,10 +608,8 @@ static void lit_db_build(void)
         flags[i] = HS_FLAG_SINGLEMATCH;
         ids[i] = (unsigned)i;
     }
-    hs_compile_error_t *err = NULL;
-    if (hs_compile_lit_multi(lit_str, flags, ids, lens, (unsigned)n_lits, HS_MODE_BLOCK, NULL,
-                             &lit_db, &err) != HS_SUCCESS) {
-        hs_free_compile_error(err);
+    int bad;
+    if (!mg_policy_hs_compile(MG_POLICY_HSC_LITERAL, lit_str, flags, ids, lens, (unsigned)n_lits, &lit_db, &bad)) {
         lit_db = NULL;
         return;
     }
@@ -647,6 +645,8 @@ static void ensure_compiled(void)
     if (!atomic_load_explicit(&compile_done, memory_order_acquire))
         pthread_once(&compile_once, compile_detectors);
 }
+
+void mg_policy_detectors_prepare(void) { ensure_compiled(); }
 
 static bool word_ends_with(const char *w, size_t wn, const char *suffix, size_t n)
 {

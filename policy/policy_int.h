@@ -103,6 +103,10 @@ mg_rc mg_policy_detect_hits(mg_policy_detector d, const char *text, size_t len,
 /* Whether the Hyperscan literal scan is used at all (default on; off: the
  * memchr gate alone, as when Hyperscan is unavailable). Process-wide. */
 void mg_policy_detect_set_literal_gate(bool on);
+/* Compiles the detectors (PCRE2 and the needles' Hyperscan database) now
+ * rather than on the first scan; mg_policy_prefilter_attach calls it so a
+ * worker never waits for it. */
+void mg_policy_detectors_prepare(void);
 /* The gate's needles: how many, and needle i (NUL-terminated). */
 size_t mg_policy_detect_needle_count(void);
 const char *mg_policy_detect_needle(size_t i);

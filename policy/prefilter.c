@@ -62,6 +62,7 @@
  * SPDX-License-Identifier: Apache-2.0
  */
 #include "policy/prefilter.h"
+#include "core.h"
 
 #include <hs.h>
 #include <limits.h>
@@ -194,11 +195,9 @@ mg_policy_prefilter *mg_policy_prefilter_build(const char *const *patterns, size
         }
         if (m == 0)
             goto fail;
-        hs_compile_error_t *err = NULL;
-        if (hs_compile_multi(exprs, flags, ids, m, HS_MODE_BLOCK, NULL, &pf->db, &err) == HS_SUCCESS)
+        int bad = -1;
+        if (mg_policy_hs_compile(MG_POLICY_HSC_REGEX, exprs, flags, ids, NULL, m, &pf->db, &bad))
             break;
-        int bad = err != NULL ? err->expression : -1;
-        hs_free_compile_error(err);
         pf->db = NULL;
         if (bad < 0 || (unsigned)bad >= m)
             goto fail;
@@ -300,4 +299,328 @@ bool mg_policy_prefilter_scan(const mg_policy_prefilter *pf, const char *t, size
     if (s == NULL)
         return false;
     return hs_scan(pf->db, t, (unsigned)len, 0, s, on_match, maybe) == HS_SUCCESS;
+}
+
+/* ---- compiling in a child process ----
+ *
+ * Hyperscan's compiler is large: compiling even ten patterns touches ~4 MB
+ * of its code and leaves ~6 MB of freed heap behind, which took the
+ * gateway's idle RSS from ~15 to ~27 MiB, while a database is ~170 KB and a
+ * scan touches little code. A pathological pattern can also make it run
+ * for a long time or allocate a lot. So `serve` compiles in a child: the
+ * same executable run as `modelgate __hs-compile`, fed the expressions on
+ * stdin, answering with the serialised database on stdout, which the
+ * gateway deserialises. The child gets HSC_TIMEOUT_MS, then SIGKILL.
+ * If the child cannot be started at all, the compile happens here as
+ * before; if it starts but fails, times out or answers garbage, there is
+ * no database (PCRE2 and the memchr gates do the work, as without
+ * Hyperscan): a crash or a runaway compile stays in the child.
+ *
+ * Wire format, little-endian u32s: request MAGIC, kind, count, then per
+ * expression flags, id, length, bytes; answer MAGIC, status (0 compiled,
+ * 1 refused, 2 error), refused expression index (or -1), size, then size
+ * bytes of serialised database. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define HSC_MAGIC 0x3153484du           /* "MHS1" */
+#define HSC_TIMEOUT_MS 60000
+#define HSC_MAX_REQUEST (64u << 20)
+#define HSC_MAX_DB (512u << 20)
+
+static _Atomic(const char *) hs_compiler;
+
+void mg_policy_hs_set_compiler(const char *exe) { atomic_store(&hs_compiler, exe); }
+
+static hs_error_t compile_here(int kind, const char *const *exprs, const unsigned *flags, const unsigned *ids,
+                               const size_t *lens, unsigned n, hs_database_t **db, int *bad)
+{
+    hs_compile_error_t *err = NULL;
+    hs_error_t rc = kind == MG_POLICY_HSC_LITERAL
+                        ? hs_compile_lit_multi(exprs, flags, ids, lens, n, HS_MODE_BLOCK, NULL, db, &err)
+                        : hs_compile_multi(exprs, flags, ids, n, HS_MODE_BLOCK, NULL, db, &err);
+    *bad = rc == HS_COMPILER_ERROR && err != NULL ? err->expression : -1;
+    hs_free_compile_error(err);
+    if (rc != HS_SUCCESS)
+        *db = NULL;
+    return rc;
+}
+
+static void put_u32(mg_buf *b, uint32_t v)
+{
+    unsigned char p[4] = { (unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                           (unsigned char)(v >> 24) };
+    mg_buf_append(b, p, 4);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads exactly n bytes before the deadline; false on EOF, error or time. */
+static bool read_full(int fd, unsigned char *p, size_t n, int64_t deadline)
+{
+    while (n > 0) {
+        int64_t left = deadline - ms_now();
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static bool write_full(int fd, const unsigned char *p, size_t n, int64_t deadline)
+{
+    while (n > 0) {
+        int64_t left = deadline - ms_now();
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+        int r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || (pfd.revents & (POLLERR | POLLHUP)))
+            return false;
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* 1 compiled (*db set), 0 refused or failed (*bad: refused index or -1),
+ * -1 the child could not be started. */
+static int compile_in_child(const char *exe, int kind, const char *const *exprs, const unsigned *flags,
+                            const unsigned *ids, const size_t *lens, unsigned n, hs_database_t **db, int *bad)
+{
+    *db = NULL;
+    *bad = -1;
+    mg_buf req = {0};
+    put_u32(&req, HSC_MAGIC);
+    put_u32(&req, (uint32_t)kind);
+    put_u32(&req, n);
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = kind == MG_POLICY_HSC_LITERAL ? lens[i] : strlen(exprs[i]);
+        put_u32(&req, flags[i]);
+        put_u32(&req, ids[i]);
+        put_u32(&req, (uint32_t)len);
+        mg_buf_append(&req, exprs[i], len);
+    }
+    if (req.p == NULL || req.len > HSC_MAX_REQUEST) {
+        mg_buf_free(&req);
+        return 0;
+    }
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+        for (int i = 0; i < 2; i++) {
+            if (in[i] >= 0) close(in[i]);
+            if (out[i] >= 0) close(out[i]);
+        }
+        mg_buf_free(&req);
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawnattr_init(&attr);
+    /* the gateway's threads block SIGHUP/SIGTERM for sigwait: the child
+     * starts with a clean mask and default handlers */
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    char *argv[] = { (char *)exe, (char *)"__hs-compile", NULL };
+    pid_t pid;
+    int sp = posix_spawn(&pid, exe, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(in[0]);
+    close(out[1]);
+    if (sp != 0) {
+        close(in[1]);
+        close(out[0]);
+        mg_buf_free(&req);
+        return -1;
+    }
+    int64_t deadline = ms_now() + HSC_TIMEOUT_MS;
+    /* non-blocking, and SIGPIPE is ignored in `serve` (server.c); a child
+     * that dies early just fails the write */
+    fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
+    bool ok = write_full(in[1], (const unsigned char *)req.p, req.len, deadline);
+    close(in[1]);
+    mg_buf_free(&req);
+    unsigned char head[16];
+    char *ser = NULL;
+    uint32_t status = 2, size = 0;
+    if (ok && read_full(out[0], head, sizeof(head), deadline) && get_u32(head) == HSC_MAGIC) {
+        status = get_u32(head + 4);
+        *bad = (int)get_u32(head + 8);
+        size = get_u32(head + 12);
+        if (status == 0 && (size == 0 || size > HSC_MAX_DB || (ser = malloc(size)) == NULL ||
+                            !read_full(out[0], (unsigned char *)ser, size, deadline)))
+            status = 2;
+    }
+    close(out[0]);
+    if (waitpid(pid, NULL, WNOHANG) == 0) {
+        /* answered (or gave up) but still there: it has nothing more to say */
+        struct timespec brief = { 0, 20 * 1000000L };
+        nanosleep(&brief, NULL);
+        if (waitpid(pid, NULL, WNOHANG) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+    }
+    int rc = 0;
+    if (status == 0 && ser != NULL && hs_deserialize_database(ser, size, db) == HS_SUCCESS)
+        rc = 1;
+    else
+        *db = NULL;
+    if (status != 1)
+        *bad = -1;
+    free(ser);
+    return rc;
+}
+
+bool mg_policy_hs_compile(int kind, const char *const *exprs, const unsigned *flags, const unsigned *ids,
+                          const size_t *lens, unsigned n, hs_database_t **db, int *bad)
+{
+    const char *exe = atomic_load(&hs_compiler);
+    if (exe != NULL) {
+        int r = compile_in_child(exe, kind, exprs, flags, ids, lens, n, db, bad);
+        if (r >= 0)
+            return r == 1;
+    }
+    return compile_here(kind, exprs, flags, ids, lens, n, db, bad) == HS_SUCCESS;
+}
+
+int mg_policy_hs_compile_main(void)
+{
+    /* the request is read whole (it is small), then answered whole */
+    size_t cap = 1 << 16, len = 0;
+    unsigned char *in = malloc(cap);
+    for (;;) {
+        if (in == NULL)
+            return 2;
+        ssize_t k = read(0, in + len, cap - len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return 2;
+        if (k == 0)
+            break;
+        len += (size_t)k;
+        if (len == cap) {
+            if (cap >= HSC_MAX_REQUEST) {
+                free(in);
+                return 2;
+            }
+            unsigned char *bigger = realloc(in, cap * 2);
+            if (bigger == NULL)
+                free(in);
+            in = bigger;
+            cap *= 2;
+        }
+    }
+    uint32_t status = 2, bad = UINT32_MAX;
+    char *ser = NULL;
+    size_t ser_len = 0;
+    unsigned n = len >= 12 && get_u32(in) == HSC_MAGIC ? get_u32(in + 8) : 0;
+    int kind = len >= 12 ? (int)get_u32(in + 4) : -1;
+    char **exprs = n && n <= (1u << 20) ? calloc(n, sizeof(*exprs)) : NULL;
+    unsigned *flags = exprs ? calloc(n, sizeof(*flags)) : NULL;
+    unsigned *ids = exprs ? calloc(n, sizeof(*ids)) : NULL;
+    size_t *lens = exprs ? calloc(n, sizeof(*lens)) : NULL;
+    bool parsed = lens != NULL && (kind == MG_POLICY_HSC_REGEX || kind == MG_POLICY_HSC_LITERAL);
+    size_t at = 12;
+    for (unsigned i = 0; parsed && i < n; i++) {
+        if (len - at < 12) {
+            parsed = false;
+            break;
+        }
+        flags[i] = get_u32(in + at);
+        ids[i] = get_u32(in + at + 4);
+        lens[i] = get_u32(in + at + 8);
+        at += 12;
+        if (len - at < lens[i] || (exprs[i] = malloc(lens[i] + 1)) == NULL) {
+            parsed = false;
+            break;
+        }
+        memcpy(exprs[i], in + at, lens[i]);
+        exprs[i][lens[i]] = '\0';
+        at += lens[i];
+    }
+    if (parsed && at == len) {
+        hs_database_t *db = NULL;
+        int b = -1;
+        if (compile_here(kind, (const char *const *)exprs, flags, ids, lens, n, &db, &b) == HS_SUCCESS) {
+            if (hs_serialize_database(db, &ser, &ser_len) == HS_SUCCESS && ser_len <= HSC_MAX_DB)
+                status = 0;
+            hs_free_database(db);
+        } else if (b >= 0) {
+            status = 1;
+            bad = (uint32_t)b;
+        }
+    }
+    for (unsigned i = 0; exprs && i < n; i++)
+        free(exprs[i]);
+    free(exprs);
+    free(flags);
+    free(ids);
+    free(lens);
+    free(in);
+    mg_buf out = {0};
+    put_u32(&out, HSC_MAGIC);
+    put_u32(&out, status);
+    put_u32(&out, bad);
+    put_u32(&out, status == 0 ? (uint32_t)ser_len : 0);
+    if (status == 0)
+        mg_buf_append(&out, ser, ser_len);
+    free(ser);
+    bool ok = out.p != NULL;
+    for (size_t off = 0; ok && off < out.len;) {
+        ssize_t k = write(1, out.p + off, out.len - off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        ok = k > 0;
+        off += ok ? (size_t)k : 0;
+    }
+    mg_buf_free(&out);
+    return ok && status != 2 ? 0 : 2;
 }

@@ -70,4 +70,21 @@ bool mg_policy_prefilter_enabled(void);
 extern __thread unsigned long mg_policy_pf_pcre_runs;
 extern __thread unsigned long mg_policy_pf_scans;
 
+/* Compiling a Hyperscan database, in a child process when a compiler
+ * executable was set (see "compiling in a child process" in prefilter.c),
+ * else here. kind: MG_POLICY_HSC_REGEX (hs_compile_multi; lens unused) or
+ * MG_POLICY_HSC_LITERAL (hs_compile_lit_multi). Returns true with *db set;
+ * false with *bad the index of the expression Hyperscan refused, or -1 for
+ * any other failure. */
+enum { MG_POLICY_HSC_REGEX = 0, MG_POLICY_HSC_LITERAL = 1 };
+struct hs_database;
+bool mg_policy_hs_compile(int kind, const char *const *exprs, const unsigned *flags, const unsigned *ids,
+                          const size_t *lens, unsigned n, struct hs_database **db, int *bad);
+/* exe answers `exe __hs-compile` (modelgate's main does); NULL: compile in
+ * process. `serve` sets it to /proc/self/exe before anything compiles. */
+void mg_policy_hs_set_compiler(const char *exe);
+/* The `__hs-compile` side: reads a request on stdin, answers on stdout.
+ * Returns the process exit code. */
+int mg_policy_hs_compile_main(void);
+
 #endif

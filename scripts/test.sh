@@ -38,7 +38,7 @@ run_suite() {   # $1 = build dir, $2 = extra CFLAGS, $3 = label
     fi
     for t in "$B"/unit/test_*; do
         [ -x "$t" ] || continue
-        out=$("$t" 2>&1); rc=$?
+        out=$(MG_BIN="$PWD/$B/modelgate" "$t" 2>&1); rc=$?
         echo "$out" | tail -n 20
         count "$out" "unit $(basename "$t") ($label)" $rc
     done

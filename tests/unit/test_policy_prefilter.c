@@ -14,8 +14,11 @@
 #include "policy/prefilter.h"
 
 #include <cjson/cJSON.h>
+#include <hs.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <unistd.h>
 
 static const char *const BENCH[] = {
     "(?i)\\bproject\\s+kestrel\\b", "(?i)\\bproject\\s+juniper\\b", "\\bORD-[0-9]{8}\\b",
@@ -373,6 +376,62 @@ T_TEST(prefilter_attached_after_compile)
     mg_policy_unref(pol);
 }
 
+/* `serve` compiles in a child (`modelgate __hs-compile`): the database that
+ * comes back works like one compiled here; a child that answers nothing
+ * (/bin/true) leaves no database (PCRE2 alone), and one that cannot be
+ * started at all falls back to compiling in process. The gateway binary is
+ * $MG_BIN (scripts/test.sh sets it) or build/modelgate. */
+T_TEST(compile_in_child_process)
+{
+    signal(SIGPIPE, SIG_IGN);   /* as in serve: a child that exits early fails the write */
+    const char *bin = getenv("MG_BIN") ? getenv("MG_BIN") : "build/modelgate";
+    T_CHECK(access(bin, X_OK) == 0);
+    static const char *const pats[] = { "(?i)\\bproject\\s+kestrel\\b", "\\bORD-[0-9]{8}\\b", "price:\\s*\\Kd+" };
+    unsigned flags[3], ids[3] = { 0, 1, 2 };
+    for (int i = 0; i < 3; i++)
+        flags[i] = HS_FLAG_UTF8 | HS_FLAG_UCP | HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY;
+    hs_database_t *db = NULL;
+    int bad = -2;
+    mg_policy_hs_set_compiler(bin);
+    /* \K is refused: the child names it */
+    T_CHECK(!mg_policy_hs_compile(MG_POLICY_HSC_REGEX, pats, flags, ids, NULL, 3, &db, &bad));
+    T_EQ_INT(bad, 2);
+    T_CHECK(mg_policy_hs_compile(MG_POLICY_HSC_REGEX, pats, flags, ids, NULL, 2, &db, &bad));
+    T_CHECK(db != NULL);
+    hs_free_database(db);
+    static const char *const lits[] = { "AKIA", "sk-" };
+    size_t lens[2] = { 4, 3 };
+    unsigned lflags[2] = { HS_FLAG_SINGLEMATCH, HS_FLAG_SINGLEMATCH };
+    T_CHECK(mg_policy_hs_compile(MG_POLICY_HSC_LITERAL, lits, lflags, ids, lens, 2, &db, &bad));
+    T_CHECK(db != NULL);
+    hs_free_database(db);
+    /* a whole policy through the child: same answers, the prefilter in use */
+    mg_policy *pol = make_policy(BENCH, N_ARR(BENCH));
+    T_CHECK(pol != NULL);
+    if (pol != NULL) {
+        unsigned long scans;
+        T_EQ_INT(runs_for(pol, "r", "Please review the order service handler.", &scans), 0);
+        T_EQ_INT(scans, 1);
+        mg_buf o = {0};
+        outcome(pol, "r", "see ORD-12345678 now", 20, &o);
+        T_EQ_STR(o.p, "0|1|redacted:pf_r|see [REDACTED:pf_r] now");
+        mg_buf_free(&o);
+        mg_policy_unref(pol);
+    }
+    /* a child that says nothing: no database, and no crash */
+    mg_policy_hs_set_compiler("/bin/true");
+    db = NULL;
+    T_CHECK(!mg_policy_hs_compile(MG_POLICY_HSC_REGEX, pats, flags, ids, NULL, 2, &db, &bad));
+    T_CHECK(db == NULL);
+    T_EQ_INT(bad, -1);
+    /* no child at all: compiled here */
+    mg_policy_hs_set_compiler("/nonexistent/modelgate");
+    T_CHECK(mg_policy_hs_compile(MG_POLICY_HSC_REGEX, pats, flags, ids, NULL, 2, &db, &bad));
+    T_CHECK(db != NULL);
+    hs_free_database(db);
+    mg_policy_hs_set_compiler(NULL);
+}
+
 /* ---- threads ---- */
 
 #define N_TEXTS 64
@@ -483,4 +542,5 @@ T_MAIN("policy_prefilter",
        T_CASE(differential_common_code_points),
        T_CASE(prefilter_skips_pcre2),
        T_CASE(prefilter_attached_after_compile),
+       T_CASE(compile_in_child_process),
        T_CASE(threads_share_and_mix_policies))
