@@ -374,43 +374,21 @@ static int64_t ms_now(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Reads exactly n bytes before the deadline; false on EOF, error or time. */
-static bool read_full(int fd, unsigned char *p, size_t n, int64_t deadline)
+/* Reads (out false) or writes exactly n bytes before the deadline; false on
+ * EOF, error, a closed peer or time. */
+static bool io_full(int fd, bool out, unsigned char *p, size_t n, int64_t deadline)
 {
     while (n > 0) {
         int64_t left = deadline - ms_now();
         if (left <= 0)
             return false;
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        struct pollfd pfd = { .fd = fd, .events = out ? POLLOUT : POLLIN };
         int r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
+        if (r <= 0 || (out && (pfd.revents & (POLLERR | POLLHUP))))
             return false;
-        ssize_t k = read(fd, p, n);
-        if (k < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool write_full(int fd, const unsigned char *p, size_t n, int64_t deadline)
-{
-    while (n > 0) {
-        int64_t left = deadline - ms_now();
-        if (left <= 0)
-            return false;
-        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-        int r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0 || (pfd.revents & (POLLERR | POLLHUP)))
-            return false;
-        ssize_t k = write(fd, p, n);
+        ssize_t k = out ? write(fd, p, n) : read(fd, p, n);
         if (k < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (k <= 0)
@@ -483,18 +461,18 @@ static int compile_in_child(const char *exe, int kind, const char *const *exprs,
     /* non-blocking, and SIGPIPE is ignored in `serve` (server.c); a child
      * that dies early just fails the write */
     fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
-    bool ok = write_full(in[1], (const unsigned char *)req.p, req.len, deadline);
+    bool ok = io_full(in[1], true, (unsigned char *)req.p, req.len, deadline);
     close(in[1]);
     mg_buf_free(&req);
     unsigned char head[16];
     char *ser = NULL;
     uint32_t status = 2, size = 0;
-    if (ok && read_full(out[0], head, sizeof(head), deadline) && get_u32(head) == HSC_MAGIC) {
+    if (ok && io_full(out[0], false, head, sizeof(head), deadline) && get_u32(head) == HSC_MAGIC) {
         status = get_u32(head + 4);
         *bad = (int)get_u32(head + 8);
         size = get_u32(head + 12);
         if (status == 0 && (size == 0 || size > HSC_MAX_DB || (ser = malloc(size)) == NULL ||
-                            !read_full(out[0], (unsigned char *)ser, size, deadline)))
+                            !io_full(out[0], false, (unsigned char *)ser, size, deadline)))
             status = 2;
     }
     close(out[0]);
